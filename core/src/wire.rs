@@ -1,0 +1,286 @@
+//! The backend contract (`shared/CONTRACT.md` section 2): request and reply
+//! bodies of `startUrl`, `refreshUrl` and `endUrl`.
+//!
+//! The reference server (de)serialises these with serde (feature `serde`);
+//! the browser helper builds them from `JSON.parse` output through
+//! [`JsonScalar`] and [`RawTokenReply`], so that no serde code ships to browsers.
+//! Both sides therefore share one definition and one validation.
+
+use crate::token::{is_plausible_token, AccessToken, AuthorizationCode};
+
+/// Header every helper request carries; the server refuses requests without it.
+pub const HEADER_NAME: &str = "X-Capture-Session";
+/// Value of [`HEADER_NAME`].
+pub const HEADER_VALUE: &str = "1";
+/// Largest request or reply body either side accepts, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest `expiresIn` accepted from a backend: 24 hours.
+pub const MAX_EXPIRES_IN_SECS: u64 = 24 * 60 * 60;
+
+/// Integration mode (`janrain.settings.capture.responseType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Mode {
+    /// The widget hands the page an access token (`responseType: 'token'`).
+    Token,
+    /// The widget hands the page a one-time authorization code (`responseType: 'code'`).
+    Code,
+}
+
+impl Mode {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Token => "token",
+            Mode::Code => "code",
+        }
+    }
+    /// Parses the contract's spelling.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "token" => Some(Mode::Token),
+            "code" => Some(Mode::Code),
+            _ => None,
+        }
+    }
+}
+
+/// Body of a `startUrl` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "mode", rename_all = "lowercase"))]
+pub enum StartRequest {
+    /// Token mode: the widget's token and the uuid it says it belongs to.
+    Token {
+        /// `userData.uuid` of the login event.
+        uuid: String,
+        /// The access token the widget received.
+        #[cfg_attr(feature = "serde", serde(rename = "accessToken"))]
+        access_token: AccessToken,
+    },
+    /// Code mode: the one-time code to exchange at `/oauth/token`.
+    Code {
+        /// The widget's `authorizationCode`.
+        #[cfg_attr(feature = "serde", serde(rename = "authorizationCode"))]
+        authorization_code: AuthorizationCode,
+        /// `janrain.settings.capture.redirectUri`, needed for the exchange.
+        #[cfg_attr(feature = "serde", serde(rename = "redirectUri"))]
+        redirect_uri: String,
+        /// Whether the reply should carry the access token for a client-side session.
+        #[cfg_attr(feature = "serde", serde(rename = "clientSession", default = "yes"))]
+        client_session: bool,
+    },
+}
+
+#[cfg(feature = "serde")]
+fn yes() -> bool {
+    true
+}
+
+/// Successful reply of `startUrl` and `refreshUrl`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "camelCase"))]
+pub struct TokenReply {
+    /// The access token; `None` for a code-mode start with `clientSession: false`.
+    pub access_token: Option<AccessToken>,
+    /// Seconds the token lives from the moment the reply was sent.
+    pub expires_in: u64,
+    /// The user's uuid (start replies).
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    pub uuid: Option<String>,
+}
+
+/// Error codes of the contract's error body `{"error": ..., "message": ...}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum ErrorCode {
+    /// 400: the body is wrong.
+    InvalidRequest,
+    /// 401: no server session.
+    NoSession,
+    /// 401: the server session (or its grant) expired.
+    SessionExpired,
+    /// 401: the token presented at start is not valid.
+    InvalidToken,
+    /// 403: missing header or origin not allowed.
+    Forbidden,
+    /// 413: body too large.
+    PayloadTooLarge,
+    /// 429: too many requests (with `Retry-After`).
+    RateLimited,
+    /// 502: Identity Cloud failed.
+    UpstreamError,
+    /// 503: temporarily unavailable (with `Retry-After`).
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::NoSession => "no_session",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+    /// The HTTP status the server answers with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::NoSession | ErrorCode::SessionExpired | ErrorCode::InvalidToken => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::UpstreamError => 502,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+/// Error reply body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ErrorReply {
+    /// Stable code.
+    pub error: ErrorCode,
+    /// Human-readable explanation; never contains a secret.
+    pub message: String,
+}
+
+/// A JSON value as the browser helper sees one field of a parsed reply,
+/// without a JSON library.
+#[derive(Clone, PartialEq, Debug)]
+pub enum JsonScalar {
+    /// The key is absent (or `undefined`).
+    Missing,
+    /// `null`.
+    Null,
+    /// A number.
+    Number(f64),
+    /// A string. (Its `Debug` is only ever used on non-secret fields.)
+    String(String),
+    /// Anything else (boolean, object, array).
+    Other,
+}
+
+/// The fields of a 2xx reply body as read by the helper, before validation.
+#[derive(Clone, PartialEq, Debug)]
+pub struct RawTokenReply {
+    /// `accessToken`.
+    pub access_token: JsonScalar,
+    /// `expiresIn`.
+    pub expires_in: JsonScalar,
+    /// `uuid`.
+    pub uuid: JsonScalar,
+}
+
+/// Why a 2xx reply was not accepted. Never carries the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MalformedReply {
+    /// The body is not a JSON object.
+    NotJson,
+    /// `accessToken` is missing or not a string (and null was not allowed).
+    MissingToken,
+    /// `accessToken` is not printable ASCII or longer than 4 KiB.
+    BadToken,
+    /// `expiresIn` is missing, not a number, not positive, or over 24 hours.
+    BadExpiresIn,
+}
+
+impl MalformedReply {
+    /// A static explanation, safe for events and logs.
+    pub fn message(self) -> &'static str {
+        match self {
+            MalformedReply::NotJson => "backend reply is not a JSON object",
+            MalformedReply::MissingToken => "backend reply has no accessToken",
+            MalformedReply::BadToken => "backend reply has an implausible accessToken",
+            MalformedReply::BadExpiresIn => "backend reply has no valid expiresIn",
+        }
+    }
+}
+
+impl RawTokenReply {
+    /// Validates the raw fields. `allow_null_token` is true only for a code-mode
+    /// start with `clientSession: false`.
+    pub fn validate(self, allow_null_token: bool) -> Result<TokenReply, MalformedReply> {
+        let access_token = match self.access_token {
+            JsonScalar::String(s) if is_plausible_token(&s) => Some(AccessToken::new(s)),
+            JsonScalar::String(_) => return Err(MalformedReply::BadToken),
+            JsonScalar::Null if allow_null_token => None,
+            _ => return Err(MalformedReply::MissingToken),
+        };
+        let expires_in = match self.expires_in {
+            JsonScalar::Number(n)
+                if n.is_finite() && n >= 1.0 && n <= MAX_EXPIRES_IN_SECS as f64 =>
+            {
+                n as u64
+            }
+            _ => return Err(MalformedReply::BadExpiresIn),
+        };
+        let uuid = match self.uuid {
+            JsonScalar::String(s) if !s.is_empty() => Some(s),
+            _ => None,
+        };
+        Ok(TokenReply {
+            access_token,
+            expires_in,
+            uuid,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(token: JsonScalar, exp: JsonScalar) -> RawTokenReply {
+        RawTokenReply {
+            access_token: token,
+            expires_in: exp,
+            uuid: JsonScalar::Missing,
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_reply() {
+        let r = raw(JsonScalar::String("tok".into()), JsonScalar::Number(3600.0))
+            .validate(false)
+            .expect("valid");
+        assert_eq!(r.expires_in, 3600);
+        assert_eq!(r.access_token.map(AccessToken::into_inner).as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn rejects_malformed_replies() {
+        use JsonScalar::*;
+        let cases = [
+            (Missing, Number(3600.0), MalformedReply::MissingToken),
+            (Null, Number(3600.0), MalformedReply::MissingToken),
+            (String("a b".into()), Number(3600.0), MalformedReply::BadToken),
+            (String("x".repeat(4097)), Number(3600.0), MalformedReply::BadToken),
+            (String("t".into()), Number(0.0), MalformedReply::BadExpiresIn),
+            (String("t".into()), Number(-5.0), MalformedReply::BadExpiresIn),
+            (String("t".into()), Number(86401.0), MalformedReply::BadExpiresIn),
+            (String("t".into()), Number(f64::NAN), MalformedReply::BadExpiresIn),
+            (String("t".into()), String("3600".into()), MalformedReply::BadExpiresIn),
+        ];
+        for (t, e, want) in cases {
+            assert_eq!(raw(t, e).validate(false), Err(want));
+        }
+    }
+
+    #[test]
+    fn null_token_only_when_allowed() {
+        let r = raw(JsonScalar::Null, JsonScalar::Number(60.0)).validate(true);
+        assert_eq!(r.map(|r| r.access_token), Ok(None));
+    }
+}

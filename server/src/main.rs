@@ -1,0 +1,2 @@
+//! capture-session-server (being built).
+fn main() {}
