@@ -32,7 +32,7 @@ has_wasm_std() {
 # script: rustup's when it has the target, else Debian's (scripts/setup builds
 # its wasm32 std offline).
 use_wasm_toolchain() {
-  if has_wasm_std rustc; then return 0; fi
+  if [ -z "${CAPTURE_SESSION_OFFLINE_STD:-}" ] && has_wasm_std rustc; then return 0; fi
   if [ -x /usr/bin/rustc ] && has_wasm_std /usr/bin/rustc; then
     export PATH="/usr/bin:$PATH"
     return 0
