@@ -1,0 +1,208 @@
+// Gathers the parts' results (.work/*.json) and the machine they ran on into
+// bench/results.json and bench/results.md. A part that did not run is shown as
+// "not measured: <why>".
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { BENCH_DIR, ROOT, WORK_DIR } from "./lib/measure.mjs";
+
+function run(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 20000 }).trim();
+  } catch (e) {
+    // Some tools (wrk -v) print their version and exit non-zero.
+    const text = `${e.stdout || ""}${e.stderr || ""}`.trim();
+    return text || null;
+  }
+}
+
+function firstLine(s) {
+  return s ? s.split("\n")[0].trim() : null;
+}
+
+function machine() {
+  const osRelease = existsSync("/etc/os-release") ? readFileSync("/etc/os-release", "utf8") : "";
+  const pretty = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(osRelease)?.[1] ?? `${os.type()} ${os.release()}`;
+  const wrk = firstLine(run("wrk", ["-v"]));
+  const rustc = firstLine(run("rustc", ["--version"]));
+  const debianRustc = existsSync("/usr/bin/rustc") ? firstLine(run("/usr/bin/rustc", ["--version"])) : null;
+  return {
+    nproc: Number(run("nproc", [])) || os.availableParallelism(),
+    memoryBytes: os.totalmem(),
+    cpuModel: os.cpus()[0]?.model ?? null,
+    os: pretty,
+    kernel: os.release(),
+    versions: {
+      node: process.version,
+      chromium: firstLine(run(process.env.CHROME_BIN || "/usr/bin/chromium", ["--version"])),
+      rustc,
+      rustcWasm: debianRustc && debianRustc !== rustc ? debianRustc : undefined,
+      wasmBindgen: firstLine(run("wasm-bindgen", ["--version"])),
+      wasmOpt: firstLine(run(join(ROOT, "node_modules/.bin/wasm-opt"), ["--version"])),
+      wrk: wrk ? wrk.replace(/ \[.*$/, "") : null,
+      redis: firstLine(run("redis-server", ["--version"])),
+    },
+    commit: firstLine(run("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"])),
+    dirtyTree: Boolean(run("git", ["-C", ROOT, "status", "--porcelain", "--untracked-files=no"])),
+  };
+}
+
+function part(name) {
+  const file = join(WORK_DIR, `${name}.json`);
+  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8"));
+  const failed = join(WORK_DIR, `${name}.failed`);
+  const why = existsSync(failed) ? readFileSync(failed, "utf8").trim() : "the part did not run";
+  return { notMeasured: why || "the part failed without output" };
+}
+
+// --- Markdown ------------------------------------------------------------------
+const kib = (b) => (b == null ? "–" : `${(b / 1024).toFixed(1)}`);
+const ms = (v, d = 2) => (v == null ? "–" : v.toFixed(d));
+const nm = (x) => `not measured: ${x.notMeasured}`;
+const table = (head, rows) =>
+  [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+
+function sizesSection(s) {
+  const lines = ["## 1. Bytes a browser downloads", ""];
+  if (s.notMeasured) return [...lines, nm(s), ""].join("\n");
+  const row = (what, how, x) =>
+    x.notMeasured ? [what, how, nm(x), "", ""] : [what, how, kib(x.raw), kib(x.gzip), kib(x.brotli)];
+  const rows = [
+    row("capture-session ESM package", "wasm + JS glue as shipped (pkg/)", s.captureSession.esm),
+    row("capture-session script tag", "dist/capture-session.js (wasm embedded)", s.captureSession.scriptTag),
+    row("floor: empty wasm-bindgen function", "bench/floor, built like the helper", s.floor),
+  ];
+  for (const [name, c] of Object.entries(s.competitors)) {
+    rows.push(row(c.version ? `${name} ${c.version}` : name, `esbuild ${s.esbuild} bundle of \`${c.import ?? name}\``, c));
+  }
+  lines.push(table(["what", "measured as", "raw KiB", "gzip -9 KiB", "brotli KiB"], rows), "");
+  lines.push("Each file a browser fetches separately is compressed on its own and the sizes added up. Target: ESM package at most 40 KiB gzip.", "");
+  return lines.join("\n");
+}
+
+function browserSection(b) {
+  const lines = ["## 2-4. In the browser (headless Chromium)", ""];
+  if (b.notMeasured) return [...lines, nm(b), ""].join("\n");
+  if (b.chromium) lines.push(`${b.chromium}, ${b.mode ?? ""}`.trim(), "");
+  lines.push("### 2. Script start to `ready`, valid stored session", "");
+  const st = b.startup;
+  if (st.notMeasured) lines.push(nm(st), "");
+  else {
+    lines.push(
+      table(
+        ["measured", "median ms", "p95 ms", "min ms", "max ms", "page loads"],
+        st.rows.map((r) => [r.what, ms(r.median), ms(r.p95), ms(r.min), ms(r.max), String(r.n)]),
+      ),
+      "",
+      st.note ?? "",
+      "",
+    );
+  }
+  lines.push("### 3. Helper overhead per refresh: reply handed to the page → `createCaptureSession` called", "");
+  const ro = b.refreshOverhead;
+  if (ro.notMeasured) lines.push(nm(ro), "");
+  else {
+    lines.push(
+      table(["median ms", "p95 ms", "min ms", "max ms", "refreshes"], [[ms(ro.median, 3), ms(ro.p95, 3), ms(ro.min, 3), ms(ro.max, 3), String(ro.n)]]),
+      "",
+      ro.note ?? "",
+      "",
+    );
+  }
+  lines.push("### 4. Tab fan-out at expiry", "");
+  const fo = b.fanout;
+  if (fo.notMeasured) lines.push(nm(fo), "");
+  else {
+    lines.push(
+      table(
+        ["tabs", "refresh requests at the server", "tabs with the new token", "logout propagation to the last tab (ms)"],
+        fo.rows.map((r) =>
+          r.notMeasured
+            ? [String(r.tabs), nm(r), "", ""]
+            : [String(r.tabs), String(r.refreshRequests), `${r.tabsRefreshed}/${r.tabs}`, ms(r.logoutPropagationMs, 1)],
+        ),
+      ),
+      "",
+      fo.note ?? "",
+      "",
+    );
+  }
+  return lines.join("\n");
+}
+
+function serverSection(s) {
+  const lines = ["## 5. Reference server, simulator as upstream", ""];
+  if (s.notMeasured) return [...lines, nm(s), ""].join("\n");
+  if (s.note) lines.push(s.note, "");
+  lines.push("### Refresh throughput and latency (wrk)", "");
+  if (s.load?.notMeasured) lines.push(nm(s.load), "");
+  else {
+    lines.push(
+      table(
+        ["store", "mode", "concurrent sessions", "refreshes/s", "p50 ms", "p99 ms", "requests", "non-200"],
+        s.load.map((r) =>
+          r.notMeasured
+            ? [r.store, r.mode, String(r.sessions), nm(r), "", "", "", ""]
+            : [r.store, r.mode, String(r.sessions), r.rps.toFixed(0), ms(r.p50Ms), ms(r.p99Ms), String(r.requests), String(r.errors)],
+        ),
+      ),
+      "",
+    );
+  }
+  lines.push("### Memory per idle session", "");
+  if (s.idle?.notMeasured) lines.push(nm(s.idle), "");
+  else {
+    lines.push(
+      table(
+        ["store", "sessions", "bytes per session", "measured as"],
+        s.idle.map((r) =>
+          r.notMeasured ? [r.store, String(r.sessions ?? ""), nm(r), ""] : [r.store, String(r.sessions), r.bytesPerSession.toFixed(0), r.method],
+        ),
+      ),
+      "",
+    );
+  }
+  return lines.join("\n");
+}
+
+function machineSection(m, totalSeconds) {
+  const v = m.versions;
+  const rows = [
+    ["CPU", `${m.cpuModel} (nproc ${m.nproc})`],
+    ["memory", `${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB`],
+    ["OS", `${m.os}, kernel ${m.kernel}`],
+    ["commit", `${m.commit}${m.dirtyTree ? " (with uncommitted changes)" : ""}`],
+    ["node", v.node],
+    ["chromium", v.chromium ?? "–"],
+    ["rustc", [v.rustc, v.rustcWasm && `wasm32: ${v.rustcWasm}`].filter(Boolean).join("; ") || "–"],
+    ["wasm-bindgen / wasm-opt", `${v.wasmBindgen ?? "–"} / ${v.wasmOpt ?? "–"}`],
+    ["wrk / redis", `${v.wrk ?? "–"} / ${v.redis ?? "–"}`],
+  ];
+  if (totalSeconds) rows.push(["bench run time", `${totalSeconds} s (npm run bench, including setup and build checks)`]);
+  return ["## Machine", "", table(["", ""], rows), ""].join("\n");
+}
+
+const results = {
+  generatedAt: new Date().toISOString(),
+  totalSeconds: Number(process.env.BENCH_TOTAL_SECONDS) || null,
+  machine: machine(),
+  sizes: part("sizes"),
+  browser: part("browser"),
+  server: part("server"),
+};
+
+const md = [
+  "# capture-session benchmarks",
+  "",
+  `Written by \`npm run bench\` on ${results.generatedAt}. Numbers are measured on the machine below, printed and never asserted. Raw data: results.json.`,
+  "",
+  machineSection(results.machine, results.totalSeconds),
+  sizesSection(results.sizes),
+  browserSection(results.browser),
+  serverSection(results.server),
+].join("\n");
+
+writeFileSync(join(BENCH_DIR, "results.json"), JSON.stringify(results, null, 2) + "\n");
+writeFileSync(join(BENCH_DIR, "results.md"), md.replace(/\n{3,}/g, "\n\n"));
+console.log(md);

@@ -1,0 +1,132 @@
+// Part 1: bytes a browser downloads, raw / gzip -9 / brotli.
+//   - capture-session's ESM package (pkg/: the JS glue it imports + the .wasm) as shipped
+//   - capture-session's script-tag file (dist/capture-session.js + any .wasm it loads)
+//   - oidc-client-ts, @auth0/auth0-spa-js, @okta/okta-auth-js, @azure/msal-browser, each
+//     bundled by esbuild (minified, ESM, browser platform) from a one-line import of its
+//     main class
+//   - the floor: an empty exported function built like the helper (bench/floor, built by
+//     scripts/bench into .work/floor)
+import { existsSync, readFileSync, readdirSync, mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, relative } from "node:path";
+import * as esbuild from "esbuild";
+import { BENCH_DIR, ROOT, WORK_DIR, compressedSizes, filesSizes, notMeasured, writePart } from "./lib/measure.mjs";
+
+const require = createRequire(join(BENCH_DIR, "package.json"));
+
+const COMPETITORS = [
+  { name: "oidc-client-ts", main: "UserManager" },
+  { name: "@auth0/auth0-spa-js", main: "Auth0Client" },
+  { name: "@okta/okta-auth-js", main: "OktaAuth" },
+  { name: "@azure/msal-browser", main: "PublicClientApplication" },
+];
+
+function packageVersion(name) {
+  const pj = require.resolve(`${name}/package.json`, { paths: [BENCH_DIR] });
+  return JSON.parse(readFileSync(pj, "utf8")).version;
+}
+
+/** The .wasm files a JS file names (wasm-bindgen: new URL('x_bg.wasm', import.meta.url)). */
+function wasmNamedBy(jsFile) {
+  const text = readFileSync(jsFile, "utf8");
+  const names = new Set();
+  for (const m of text.matchAll(/["'`]([^"'`\s]*?\.wasm)["'`]/g)) names.add(m[1].replace(/^\.\//, ""));
+  return [...names].map((n) => join(dirname(jsFile), n)).filter((p) => existsSync(p));
+}
+
+/** The JS files an entry reaches through its imports (from esbuild's metafile), as shipped. */
+async function jsReachedFrom(entry) {
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    metafile: true,
+    format: "esm",
+    platform: "browser",
+    logLevel: "silent",
+  });
+  return Object.keys(result.metafile.inputs).map((p) => join(process.cwd(), p));
+}
+
+async function captureSessionPackage() {
+  const pkgDir = join(ROOT, "pkg");
+  const pjPath = join(pkgDir, "package.json");
+  if (!existsSync(pjPath)) return notMeasured("pkg/package.json missing: `npm run build` produced no ESM package");
+  const pj = JSON.parse(readFileSync(pjPath, "utf8"));
+  const entryName = pj.module || pj.exports?.["."]?.import || pj.exports?.["."]?.default || pj.main;
+  if (typeof entryName !== "string") return notMeasured("pkg/package.json names no module entry");
+  const entry = join(pkgDir, entryName);
+  const js = await jsReachedFrom(entry);
+  const wasm = [...new Set(js.flatMap(wasmNamedBy))];
+  if (wasm.length === 0) wasm.push(...readdirSync(pkgDir).filter((f) => f.endsWith(".wasm")).map((f) => join(pkgDir, f)));
+  const sizes = filesSizes([...js, ...wasm]);
+  sizes.files = sizes.files.map((f) => ({ ...f, path: relative(ROOT, f.path) }));
+  return { version: pj.version, entry: relative(ROOT, entry), ...sizes };
+}
+
+async function captureSessionScriptTag() {
+  const file = join(ROOT, "dist", "capture-session.js");
+  if (!existsSync(file)) return notMeasured("dist/capture-session.js missing: `npm run build` produced no script-tag file");
+  const sizes = filesSizes([file, ...wasmNamedBy(file)]);
+  sizes.files = sizes.files.map((f) => ({ ...f, path: relative(ROOT, f.path) }));
+  return sizes;
+}
+
+async function competitor({ name, main }) {
+  const outDir = join(WORK_DIR, "competitors");
+  mkdirSync(outDir, { recursive: true });
+  const safe = name.replace(/[@/]/g, "_");
+  const entry = join(outDir, `${safe}.entry.mjs`);
+  const line = `export { ${main} } from ${JSON.stringify(name)};`;
+  writeFileSync(entry, line + "\n");
+  const outfile = join(outDir, `${safe}.min.js`);
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    outfile,
+    nodePaths: [join(BENCH_DIR, "node_modules")],
+    logLevel: "silent",
+    metafile: true,
+  });
+  const outputs = Object.keys(result.metafile.outputs).map((p) => join(process.cwd(), p));
+  const sizes = filesSizes(outputs.filter((p) => !p.endsWith(".map")));
+  return { version: packageVersion(name), import: line, raw: sizes.raw, gzip: sizes.gzip, brotli: sizes.brotli };
+}
+
+function floor() {
+  const dir = join(WORK_DIR, "floor");
+  if (!existsSync(dir)) return notMeasured("the floor module was not built (see the build log above)");
+  const js = join(dir, "floor.min.js");
+  const wasm = readdirSync(dir).filter((f) => f.endsWith(".wasm")).map((f) => join(dir, f));
+  if (!existsSync(js) || wasm.length !== 1) return notMeasured("the floor build output is incomplete");
+  const s = filesSizes([js, ...wasm]);
+  return {
+    raw: s.raw, gzip: s.gzip, brotli: s.brotli,
+    wasm: compressedSizes(readFileSync(wasm[0]), { text: false }),
+    glue: compressedSizes(readFileSync(js)),
+  };
+}
+
+async function guarded(fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    return notMeasured(e?.message || e);
+  }
+}
+
+const out = {
+  esbuild: esbuild.version,
+  captureSession: {
+    esm: await guarded(captureSessionPackage),
+    scriptTag: await guarded(captureSessionScriptTag),
+  },
+  floor: await guarded(floor),
+  competitors: {},
+};
+for (const c of COMPETITORS) out.competitors[c.name] = await guarded(() => competitor(c));
+const file = writePart("sizes", out);
+console.log(`sizes: wrote ${relative(ROOT, file)}`);
