@@ -2,10 +2,91 @@
 //! when to refresh, adopt, retry or end an Akamai Identity Cloud (Janrain
 //! Capture) session, and the wire types of the backend contract shared by the
 //! browser helper and the reference server.
+//!
+//! The [`Engine`] never touches a browser, a clock or a network: the caller
+//! feeds it [`Input`]s with the current time, performs the [`Action`]s it
+//! drains from [`Engine::poll_action`], and calls [`Engine::handle_timeout`]
+//! once the deadline of [`Engine::poll_timeout`] has passed.
+//!
+//! ```
+//! use capture_session_core::config::RawConfig;
+//! use capture_session_core::engine::*;
+//! use capture_session_core::wire::{JsonScalar, RawTokenReply};
+//! use capture_session_core::{format_http_date, AccessToken};
+//!
+//! // What `CaptureSession.attach({ refreshUrl: "/capture-session/refresh" })` resolves to.
+//! let config = RawConfig {
+//!     refresh_url: Some("https://shop.example/capture-session/refresh".into()),
+//!     ..RawConfig::default()
+//! }
+//! .validate("https://shop.example", &[])
+//! .expect("a valid configuration");
+//!
+//! let mut now: Millis = 1_700_000_000_000;
+//! let mut engine = Engine::new(config, now, 42);
+//!
+//! // Start-up: the widget's entries hold a token valid for another 10 minutes.
+//! engine.handle(
+//!     Input::Startup(StoredEntries {
+//!         token: Some("widget-token".into()),
+//!         expires: Some(format_http_date(now + 600_000)),
+//!     }),
+//!     now,
+//! );
+//! assert_eq!(engine.state(), PublicState::Active);
+//! while let Some(action) = engine.poll_action() {
+//!     // Emit(Active { source: Storage, .. }), SettleReady
+//!     assert!(matches!(action, Action::Emit(_) | Action::SettleReady));
+//! }
+//!
+//! // Five minutes before expiry the proactive refresh is due: take the
+//! // cross-tab lock, then send the request.
+//! now = engine.poll_timeout().expect("a refresh is scheduled");
+//! engine.handle_timeout(now);
+//! assert_eq!(engine.poll_action(), Some(Action::AcquireLock));
+//! engine.handle(Input::LockGranted { stored: StoredEntries::default() }, now);
+//! let Some(Action::Send { id, request: Request::Refresh }) = engine.poll_action() else {
+//!     panic!("expected the refresh request");
+//! };
+//!
+//! // The backend answers `{"accessToken": "...", "expiresIn": 3600}`.
+//! let reply = RawTokenReply {
+//!     access_token: JsonScalar::String("fresh-token".into()),
+//!     expires_in: JsonScalar::Number(3600.0),
+//!     uuid: JsonScalar::Missing,
+//! };
+//! now += 150;
+//! engine.handle(Input::Reply { id, outcome: ReplyOutcome::Success(reply) }, now);
+//! let expires_at = now + 3_600_000;
+//! assert_eq!(
+//!     engine.poll_action(),
+//!     Some(Action::WriteToken { token: AccessToken::new("fresh-token"), expires_at })
+//! );
+//! assert_eq!(engine.poll_action(), Some(Action::BroadcastTokenReplaced { expires_at }));
+//! assert_eq!(
+//!     engine.poll_action(),
+//!     Some(Action::CreateCaptureSession(AccessToken::new("fresh-token")))
+//! );
+//! assert_eq!(engine.poll_action(), Some(Action::ReleaseLock));
+//! assert_eq!(
+//!     engine.poll_action(),
+//!     Some(Action::Emit(Event::Refreshed { expires_at, trigger: RefreshTrigger::Proactive }))
+//! );
+//! assert_eq!(engine.expires_at(), Some(expires_at));
+//! // The next refresh is planned five minutes before the new expiry.
+//! assert_eq!(engine.poll_timeout(), Some(expires_at - 300_000));
+//! ```
 #![deny(missing_docs)]
 
+pub mod backoff;
+pub mod config;
 pub mod engine;
+pub mod httpdate;
+pub mod origin;
 pub mod token;
 pub mod wire;
 
+pub use config::{Config, ConfigError, ConfigProblem, RawConfig, RetryPolicy};
+pub use engine::Engine;
+pub use httpdate::{format_http_date, parse_http_date};
 pub use token::{AccessToken, AuthorizationCode, RefreshToken};

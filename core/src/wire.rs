@@ -88,7 +88,10 @@ pub struct TokenReply {
     /// Seconds the token lives from the moment the reply was sent.
     pub expires_in: u64,
     /// The user's uuid (start replies).
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub uuid: Option<String>,
 }
 
@@ -256,7 +259,10 @@ mod tests {
             .validate(false)
             .expect("valid");
         assert_eq!(r.expires_in, 3600);
-        assert_eq!(r.access_token.map(AccessToken::into_inner).as_deref(), Some("tok"));
+        assert_eq!(
+            r.access_token.map(AccessToken::into_inner).as_deref(),
+            Some("tok")
+        );
     }
 
     #[test]
@@ -265,13 +271,41 @@ mod tests {
         let cases = [
             (Missing, Number(3600.0), MalformedReply::MissingToken),
             (Null, Number(3600.0), MalformedReply::MissingToken),
-            (String("a b".into()), Number(3600.0), MalformedReply::BadToken),
-            (String("x".repeat(4097)), Number(3600.0), MalformedReply::BadToken),
-            (String("t".into()), Number(0.0), MalformedReply::BadExpiresIn),
-            (String("t".into()), Number(-5.0), MalformedReply::BadExpiresIn),
-            (String("t".into()), Number(86401.0), MalformedReply::BadExpiresIn),
-            (String("t".into()), Number(f64::NAN), MalformedReply::BadExpiresIn),
-            (String("t".into()), String("3600".into()), MalformedReply::BadExpiresIn),
+            (
+                String("a b".into()),
+                Number(3600.0),
+                MalformedReply::BadToken,
+            ),
+            (
+                String("x".repeat(4097)),
+                Number(3600.0),
+                MalformedReply::BadToken,
+            ),
+            (
+                String("t".into()),
+                Number(0.0),
+                MalformedReply::BadExpiresIn,
+            ),
+            (
+                String("t".into()),
+                Number(-5.0),
+                MalformedReply::BadExpiresIn,
+            ),
+            (
+                String("t".into()),
+                Number(86401.0),
+                MalformedReply::BadExpiresIn,
+            ),
+            (
+                String("t".into()),
+                Number(f64::NAN),
+                MalformedReply::BadExpiresIn,
+            ),
+            (
+                String("t".into()),
+                String("3600".into()),
+                MalformedReply::BadExpiresIn,
+            ),
         ];
         for (t, e, want) in cases {
             assert_eq!(raw(t, e).validate(false), Err(want));
