@@ -1,13 +1,13 @@
 // Small helpers shared by the benchmark parts: compressed sizes, percentiles,
 // writing one part's result file. No timing logic lives here.
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
 
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const ROOT = join(BENCH_DIR, "..");
-export const WORK_DIR = process.env.BENCH_WORK_DIR || join(BENCH_DIR, ".work");
+export const WORK_DIR = resolve(process.env.BENCH_WORK_DIR || join(BENCH_DIR, ".work"));
 
 /** raw / gzip -9 / brotli (quality 11) byte counts of one buffer. */
 export function compressedSizes(buf, { text = true } = {}) {

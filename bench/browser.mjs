@@ -1,0 +1,377 @@
+// Parts 2-4, in headless Chromium (playwright-core, /usr/bin/chromium) against
+// `capture-session-server --simulate` on 127.0.0.1:
+//   2. script start → `ready` with a valid stored session, BENCH_PAGE_LOADS (50)
+//      page loads, cold (a fresh browser profile per load) and warm (one tab
+//      reloaded), ESM package and script-tag file
+//   3. helper overhead per refresh: refresh reply handed to the page →
+//      createCaptureSession called (pages/fetch-probe.js, pages/widget.js)
+//   4. tab fan-out: N = 1, 5, 10, 20 tabs at expiry, refresh requests that reach
+//      the server, tabs that got the new token, logout propagation time to the
+//      last tab
+// The benchmark's pages (bench/pages) are served at /bench/ by the browser
+// context itself, with COOP/COEP headers so that performance.now() has its
+// fine (cross-origin-isolated) resolution; everything else comes from the
+// server.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { BENCH_DIR, ROOT, notMeasured, summarize, writePart } from "./lib/measure.mjs";
+import { freePort, request, serverBinary, start, stop, waitForPort } from "./lib/procs.mjs";
+
+const PAGE_LOADS = Number(process.env.BENCH_PAGE_LOADS || 50);
+const REFRESHES = Number(process.env.BENCH_REFRESHES || 50);
+const FANOUT = [1, 5, 10, 20];
+const TOKEN_LIFETIME = 20; // seconds: the simulator's tokens in this part
+const REFRESH_AHEAD = 8; // seconds: the helper refreshes this long before expiry
+const CHROME_FLAGS = [
+  "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+  "--disable-background-networking", "--disable-component-update", "--no-first-run",
+  "--disable-sync", "--disable-quic",
+];
+const PAGES = join(BENCH_DIR, "pages");
+const CONTENT_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8" };
+
+// --- What to load ----------------------------------------------------------------
+function esmEntry() {
+  const pjPath = join(ROOT, "pkg", "package.json");
+  if (!existsSync(pjPath)) return null;
+  const pj = JSON.parse(readFileSync(pjPath, "utf8"));
+  const pick = (x) => (typeof x === "string" ? x : x && (pick(x.browser) || pick(x.import) || pick(x.default)));
+  const rel = pick(pj.exports?.["."]) || pj.module || pj.main;
+  return rel ? `/pkg/${rel.replace(/^\.\//, "")}` : null;
+}
+
+// --- Server and browser -------------------------------------------------------------
+async function startServer() {
+  const bin = serverBinary();
+  if (!existsSync(bin)) throw new Error(`server binary missing (${bin})`);
+  const port = await freePort();
+  const child = start("browser-server", bin, [
+    "--simulate", "--listen", `127.0.0.1:${port}`,
+    "--sim-token-lifetime", String(TOKEN_LIFETIME), "--reuse-window", "0",
+  ], { RUST_LOG: "warn" });
+  await waitForPort(port, child);
+  return { child, origin: `http://127.0.0.1:${port}` };
+}
+
+async function newContext(browser, server, storedSession) {
+  const context = await browser.newContext();
+  await context.route(`${server.origin}/bench/**`, (route) => {
+    const name = new URL(route.request().url()).pathname.slice("/bench/".length);
+    const file = join(PAGES, name);
+    if (!/^[\w.-]+$/.test(name) || !existsSync(file)) return route.fulfill({ status: 404, body: "not found" });
+    return route.fulfill({
+      status: 200,
+      headers: {
+        "content-type": CONTENT_TYPES[name.slice(name.lastIndexOf("."))] ?? "application/octet-stream",
+        "cross-origin-opener-policy": "same-origin",
+        "cross-origin-embedder-policy": "require-corp",
+        "cache-control": "no-store",
+      },
+      body: readFileSync(file),
+    });
+  });
+  if (storedSession) {
+    // What the Registration UI leaves in localStorage for a signed-in visitor.
+    await context.addInitScript(({ token, expires }) => {
+      if (location.pathname.startsWith("/bench/") && !sessionStorage.getItem("bench-seeded")) {
+        sessionStorage.setItem("bench-seeded", "1");
+        if (!localStorage.getItem("janrainCaptureToken")) {
+          localStorage.setItem("janrainCaptureToken", token);
+          localStorage.setItem("janrainCaptureToken_Expires", expires);
+        }
+      }
+    }, storedSession);
+  }
+  return context;
+}
+
+/** Signs the demo user in at the simulator (as the Registration UI would). */
+async function signIn(server) {
+  const res = await request(`${server.origin}/sim/oauth/auth_native_traditional`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      client_id: "capture-session-demo", flow: "standard", flow_version: "1", locale: "en-US",
+      redirect_uri: `${server.origin}/`, response_type: "token", form: "signInForm",
+      signInEmailAddress: "demo@example.com", currentPassword: "demo",
+    }).toString(),
+  });
+  let json = {};
+  try { json = JSON.parse(res.body); } catch { /* reported below */ }
+  if (json.stat !== "ok" || !json.access_token || !json.capture_user?.uuid) {
+    throw new Error(`simulator sign-in failed (${res.status} ${json.error ?? ""})`.trim());
+  }
+  return { token: json.access_token, uuid: json.capture_user.uuid };
+}
+
+/** Starts a backend session inside a browser context (its cookie jar gets the cookie). */
+async function startBackendSession(context, server, user) {
+  const res = await context.request.post(`${server.origin}/capture-session/start`, {
+    headers: { "content-type": "application/json", "x-capture-session": "1", origin: server.origin },
+    data: JSON.stringify({ mode: "token", uuid: user.uuid, accessToken: user.token }),
+  });
+  if (res.status() !== 200) throw new Error(`start answered ${res.status()}`);
+  const reply = await res.json();
+  return { expiresIn: reply.expiresIn };
+}
+
+async function waitDone(page, timeout = 15000) {
+  await page.waitForFunction(() => window.__bench && window.__bench.done === true, null, { timeout });
+  const error = await page.evaluate(() => window.__bench.error);
+  if (error) throw new Error(`the page reported ${error}`);
+}
+
+// --- 2. Startup ---------------------------------------------------------------------
+async function startupRun(browser, server, entry, user, warm) {
+  const samples = [];
+  const runs = warm ? PAGE_LOADS + 1 : PAGE_LOADS; // warm: the first load fills the cache
+  let context = null;
+  let page = null;
+  for (let i = 0; i < runs; i++) {
+    if (!warm || !context) {
+      const stored = { token: user.token, expires: new Date(Date.now() + 3600e3).toUTCString() };
+      context = await newContext(browser, server, stored);
+      page = await context.newPage();
+    }
+    await page.goto(`${server.origin}/bench/startup-esm.html?entry=${encodeURIComponent(entry)}`);
+    await waitDone(page);
+    const r = await page.evaluate(() => {
+      const s = window.__bench.startup;
+      const net = performance
+        .getEntriesByType("resource")
+        .filter((e) => e.name.includes("/pkg/"))
+        .reduce((a, e) => a + (e.responseEnd - e.startTime), 0);
+      return { ...s, network: net, isolated: self.crossOriginIsolated };
+    });
+    if (r.state !== "active") throw new Error(`after ready the state was "${r.state}", not "active": the stored session was not adopted`);
+    if (!warm || i > 0) samples.push(r);
+    if (!warm) await context.close();
+  }
+  if (warm) await context.close();
+  const rows = [
+    ["script start → ready", (s) => s.ready - s.t0],
+    ["  of which network (Resource Timing of the glue and the wasm)", (s) => s.network],
+    ["script start → ready, beyond network", (s) => s.ready - s.t0 - s.network],
+    ["  import of the JS glue", (s) => s.imported - s.t0],
+    ["  init(): fetch + compile + instantiate the wasm", (s) => s.initialized - s.imported],
+    ["  attach() → ready", (s) => s.ready - s.initialized],
+  ];
+  return {
+    isolated: samples.every((s) => s.isolated),
+    rows: rows.map(([what, f]) => ({ what, ...summarize(samples.map(f)) })),
+  };
+}
+
+async function startup(browser, server, entry, user) {
+  const cold = await startupRun(browser, server, entry, user, false);
+  const warm = await startupRun(browser, server, entry, user, true);
+  return {
+    rows: [
+      ...warm.rows.map((r) => ({ ...r, what: `warm cache: ${r.what}` })),
+      ...cold.rows.map((r) => ({ ...r, what: `cold (new profile): ${r.what}` })),
+    ],
+    crossOriginIsolated: cold.isolated && warm.isolated,
+    note:
+      `ESM package (web target), loaded from the server on 127.0.0.1; the stored session is valid for an hour, so ready needs no backend call. ` +
+      `"warm cache" reloads one tab ${PAGE_LOADS} times after a first load; "cold" opens a new browser profile for each of ${PAGE_LOADS} loads. ` +
+      `Marks are performance.now() at the start of the page's module script and after \`await session.ready\`.`,
+  };
+}
+
+// --- 3. Refresh overhead ------------------------------------------------------------
+async function refreshOverhead(browser, server, entry, user) {
+  const context = await newContext(browser, server, null);
+  try {
+    await startBackendSession(context, server, user);
+    await context.addInitScript(({ token, expires }) => {
+      if (!localStorage.getItem("janrainCaptureToken")) {
+        localStorage.setItem("janrainCaptureToken", token);
+        localStorage.setItem("janrainCaptureToken_Expires", expires);
+      }
+    }, { token: user.token, expires: new Date(Date.now() + 3600e3).toUTCString() });
+    const page = await context.newPage();
+    await page.goto(`${server.origin}/bench/helper.html?entry=${encodeURIComponent(entry)}`);
+    await waitDone(page);
+    const state = await page.evaluate(() => window.__bench.readyState);
+    if (state !== "active") throw new Error(`the helper's state after ready was "${state}", not "active"`);
+    const overheads = [];
+    for (let i = 0; i < REFRESHES; i++) {
+      const r = await page.evaluate(async () => {
+        const b = window.__bench;
+        const replies = b.refreshReplies.length;
+        const calls = b.createCalls.length;
+        await b.session.refresh();
+        // createCaptureSession may come after refresh() resolves: give it a moment.
+        const until = performance.now() + 1000;
+        while (b.createCalls.length === calls && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
+        const reply = b.refreshReplies[replies];
+        const call = b.createCalls[calls];
+        return { reply: reply && reply.at, status: reply && reply.status, call, isolated: self.crossOriginIsolated };
+      });
+      if (r.reply === undefined) throw new Error("refresh() sent no request to the refresh endpoint");
+      if (r.status !== 200) throw new Error(`the refresh endpoint answered ${r.status}`);
+      if (r.call === undefined) throw new Error("createCaptureSession was not called after a refresh");
+      overheads.push(r.call - r.reply);
+    }
+    const isolated = await page.evaluate(() => self.crossOriginIsolated);
+    return {
+      ...summarize(overheads),
+      crossOriginIsolated: isolated,
+      note:
+        `${REFRESHES} refreshes with \`session.refresh()\` on one page with a Registration UI stand-in, each answered by the server (new token from the simulator). ` +
+        `Start: a fetch wrapper stamps performance.now() once the refresh reply's body has arrived; end: the stand-in's createCaptureSession stamps it when called. ` +
+        (isolated ? "The page is cross-origin isolated (timer resolution 5 µs)." : "The page is not cross-origin isolated (timer resolution 100 µs)."),
+    };
+  } finally {
+    await context.close();
+  }
+}
+
+// --- 4. Tab fan-out ---------------------------------------------------------------
+/** Refresh requests the server has seen, from its stats endpoint; null when it has none. */
+async function serverRefreshCount(server) {
+  for (const path of ["/capture-session/_admin/stats"]) {
+    try {
+      const res = await request(`${server.origin}${path}`);
+      if (res.status !== 200) continue;
+      const s = JSON.parse(res.body);
+      const v = s.refresh ?? s.refreshes ?? s.requests?.refresh ?? s.endpoints?.refresh?.requests;
+      const n = typeof v === "number" ? v : typeof v?.requests === "number" ? v.requests : typeof v?.count === "number" ? v.count : null;
+      if (n !== null) return n;
+    } catch { /* no stats endpoint */ }
+  }
+  return null;
+}
+
+async function fanoutOne(browser, server, entry, user, tabs) {
+  const context = await newContext(browser, server, null);
+  let browserCount = 0;
+  context.on("request", (req) => {
+    if (req.method() === "POST" && new URL(req.url()).pathname === "/capture-session/refresh") browserCount++;
+  });
+  try {
+    const startedAt = Date.now();
+    const { expiresIn } = await startBackendSession(context, server, user);
+    const lifetime = Number(expiresIn) || TOKEN_LIFETIME;
+    await context.addInitScript(({ token, expires }) => {
+      if (!sessionStorage.getItem("bench-seeded")) {
+        sessionStorage.setItem("bench-seeded", "1");
+        if (!localStorage.getItem("janrainCaptureToken")) {
+          localStorage.setItem("janrainCaptureToken", token);
+          localStorage.setItem("janrainCaptureToken_Expires", expires);
+        }
+      }
+    }, { token: user.token, expires: new Date(startedAt + lifetime * 1000).toUTCString() });
+    const config = encodeURIComponent(JSON.stringify({ refreshAheadSeconds: REFRESH_AHEAD }));
+    const pages = [];
+    for (let i = 0; i < tabs; i++) {
+      const page = await context.newPage();
+      await page.goto(`${server.origin}/bench/helper.html?entry=${encodeURIComponent(entry)}&config=${config}`);
+      pages.push(page);
+    }
+    for (const page of pages) await waitDone(page);
+    const opened = Date.now();
+    const states = await Promise.all(pages.map((p) => p.evaluate(() => [window.__bench.session.state, window.__bench.session.expiresAt])));
+    if (states.some(([s]) => s !== "active")) throw new Error(`not every tab adopted the stored session (${states.map(([s]) => s).join(",")})`);
+    const dueAt = startedAt + (lifetime - REFRESH_AHEAD) * 1000;
+    if (opened > dueAt - 500) throw new Error(`opening ${tabs} tabs took ${opened - startedAt} ms, past the refresh time`);
+    const firstExpiry = Math.max(...states.map(([, e]) => e ?? 0));
+    const before = await serverRefreshCount(server);
+    const browserBefore = browserCount;
+
+    // Wait for every tab to hold a later expiry (the refreshed token), or give up.
+    const deadline = startedAt + (lifetime + 5) * 1000;
+    let refreshed = 0;
+    while (Date.now() < deadline) {
+      const exp = await Promise.all(pages.map((p) => p.evaluate(() => window.__bench.session.expiresAt)));
+      refreshed = exp.filter((e) => e && e > firstExpiry).length;
+      if (refreshed === tabs) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // late duplicates would land here
+    const after = await serverRefreshCount(server);
+    const atServer = before !== null && after !== null;
+    const refreshRequests = atServer ? after - before : browserCount - browserBefore;
+
+    // Logout in the first tab; when does the last tab hear of it?
+    const endAt = await pages[0].evaluate(async () => {
+      const at = performance.timeOrigin + performance.now();
+      await window.__bench.session.end();
+      return at;
+    });
+    const endDeadline = Date.now() + 5000;
+    let endedAt = [];
+    while (Date.now() < endDeadline) {
+      endedAt = await Promise.all(pages.map((p) => p.evaluate(() => window.__bench.events.find((e) => e.type === "ended")?.at ?? null)));
+      if (endedAt.every((t) => t !== null)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const ended = endedAt.filter((t) => t !== null);
+    return {
+      tabs,
+      refreshRequests,
+      countedAt: atServer ? "server stats" : "browser (requests sent)",
+      tabsRefreshed: refreshed,
+      tabsEnded: ended.length,
+      logoutPropagationMs: ended.length === tabs ? Math.max(...ended) - endAt : null,
+    };
+  } finally {
+    await context.close();
+  }
+}
+
+async function fanout(browser, server, entry, user) {
+  const rows = [];
+  for (const tabs of FANOUT) {
+    try {
+      rows.push(await fanoutOne(browser, server, entry, user, tabs));
+    } catch (e) {
+      rows.push({ tabs, ...notMeasured(e.message) });
+    }
+    console.log(`browser: fan-out ${JSON.stringify(rows.at(-1))}`);
+  }
+  const where = rows.find((r) => r.countedAt)?.countedAt ?? "server stats";
+  return {
+    rows,
+    note:
+      `All tabs in one browser profile share a stored session whose token lives ${TOKEN_LIFETIME} s (simulator) with refreshAheadSeconds ${REFRESH_AHEAD}; ` +
+      `refresh requests are counted by ${where} from just before the refresh is due until 1.5 s after every tab holds the new expiry. ` +
+      "Logout: `session.end()` in the first tab; propagation is until the last tab's `ended` event (performance.timeOrigin + now(), comparable across tabs).",
+  };
+}
+
+// --- Run ----------------------------------------------------------------------------
+async function guarded(label, fn) {
+  try {
+    const r = await fn();
+    console.log(`browser: ${label} done`);
+    return r;
+  } catch (e) {
+    console.log(`browser: ${label} not measured: ${e.message}`);
+    return notMeasured(e.message);
+  }
+}
+
+const entry = esmEntry();
+if (!entry) {
+  writePart("browser", notMeasured("pkg/package.json missing: `npm run build` produced no ESM package"));
+  process.exit(0);
+}
+let server;
+let browser;
+try {
+  server = await startServer();
+  browser = await chromium.launch({ executablePath: process.env.CHROME_BIN || "/usr/bin/chromium", args: CHROME_FLAGS });
+  const user = await signIn(server);
+  const out = { chromium: `Chromium ${browser.version()}`, entry };
+  out.startup = await guarded("startup", () => startup(browser, server, entry, user));
+  out.refreshOverhead = await guarded("refresh overhead", () => refreshOverhead(browser, server, entry, user));
+  out.fanout = await guarded("fan-out", () => fanout(browser, server, entry, user));
+  writePart("browser", out);
+} catch (e) {
+  writePart("browser", notMeasured(e.message));
+} finally {
+  if (browser) await browser.close();
+  if (server) await stop(server.child);
+}
