@@ -176,6 +176,104 @@
 
   // ---- 2. the dashboard ---------------------------------------------------------------------
 
+  // The dashboard's markup, shared by both variants of the page (static text: no user data).
+  var DASHBOARD = [
+    "  <header class=\"top\">",
+    "    <div class=\"brand\">",
+    "      <span class=\"logo\">◆</span>",
+    "      <div>",
+    "        <h1>capture-session</h1>",
+    "        <p>Keeps an Identity Cloud Registration UI session alive: refresh, every tab, logout.</p>",
+    "      </div>",
+    "    </div>",
+    "    <nav class=\"variants\">",
+    "      <a id=\"variant-tag\" href=\"/\">Script tag</a>",
+    "      <a id=\"variant-vite\" href=\"/dist-vite/\">Vite + npm</a>",
+    "      <span class=\"sep\"></span>",
+    "      <a id=\"mode-token\" href=\"/?mode=token\">Token mode</a>",
+    "      <a id=\"mode-code\" href=\"/?mode=code\">Code mode</a>",
+    "    </nav>",
+    "  </header>",
+    "",
+    "  <main class=\"grid\">",
+    "    <section class=\"card status\" aria-label=\"Session\">",
+    "      <div class=\"who\">",
+    "        <div>",
+    "          <div class=\"label\">Signed in</div>",
+    "          <div id=\"who\" class=\"big\">nobody</div>",
+    "          <div id=\"who-detail\" class=\"muted\"></div>",
+    "        </div>",
+    "        <span id=\"state\" class=\"badge\">loading</span>",
+    "      </div>",
+    "      <div class=\"meters\">",
+    "        <div class=\"meter\">",
+    "          <div class=\"label\">Token expires in</div>",
+    "          <div id=\"expiry\" class=\"big mono\">—</div>",
+    "          <div class=\"track\"><div id=\"expiry-bar\" class=\"bar\"></div></div>",
+    "          <div id=\"expiry-at\" class=\"muted mono\"></div>",
+    "        </div>",
+    "        <div class=\"meter\">",
+    "          <div class=\"label\">Next planned refresh</div>",
+    "          <div id=\"next-refresh\" class=\"big mono\">—</div>",
+    "          <div id=\"next-refresh-at\" class=\"muted mono\"></div>",
+    "        </div>",
+    "      </div>",
+    "      <dl class=\"facts\">",
+    "        <dt>Helper</dt><dd><span id=\"variant\">script tag</span> · <span id=\"mode\">token mode</span></dd>",
+    "        <dt>Widget session</dt><dd><span id=\"widget-session\">no</span> · widget's own expiry <span id=\"widget-expiry\" class=\"mono\">—</span></dd>",
+    "      </dl>",
+    "    </section>",
+    "",
+    "    <section class=\"card actions\" aria-label=\"Actions\">",
+    "      <h2>Try it</h2>",
+    "      <div class=\"buttons\">",
+    "        <button id=\"btn-signin-token\" class=\"primary\">Sign in · token mode</button>",
+    "        <button id=\"btn-signin-code\" class=\"primary\">Sign in · code mode</button>",
+    "        <button id=\"btn-save\">Save profile</button>",
+    "        <button id=\"btn-refresh\">Refresh now</button>",
+    "        <button id=\"btn-kill\" class=\"danger\">Kill the token now</button>",
+    "        <button id=\"btn-down\" class=\"danger\">Take backend down</button>",
+    "        <button id=\"btn-up\" class=\"ok\" hidden>Bring backend back</button>",
+    "        <button id=\"btn-tab\">Open another tab</button>",
+    "        <button id=\"btn-signout\">Sign out</button>",
+    "      </div>",
+    "      <p class=\"muted small\">\"Kill the token\" revokes the access token at the Identity Cloud simulator;",
+    "        the next profile save fails with <code>invalidAccessToken</code>, the helper gets a new token",
+    "        and the save is retried. \"Take backend down\" makes <code>/capture-session/refresh</code>",
+    "        answer 503: the session lives on while its token is valid.</p>",
+    "    </section>",
+    "",
+    "    <section class=\"card widget\" aria-label=\"Registration UI\">",
+    "      <h2>Registration UI <span class=\"muted small\">(stand-in)</span></h2>",
+    "      <div id=\"janrainCaptureWidget\"></div>",
+    "    </section>",
+    "",
+    "    <section class=\"card timeline-card\" aria-label=\"Timeline\">",
+    "      <div class=\"timeline-head\">",
+    "        <h2>Timeline</h2>",
+    "        <div class=\"legend\">",
+    "          <span class=\"src-helper\">◆ helper</span>",
+    "          <span class=\"src-widget\">● widget</span>",
+    "          <span class=\"src-backend\">⇄ backend</span>",
+    "          <span class=\"src-capture\">☁ Identity Cloud</span>",
+    "          <button id=\"btn-clear\" class=\"link\">clear</button>",
+    "        </div>",
+    "      </div>",
+    "      <ol id=\"timeline\" class=\"timeline\"></ol>",
+    "    </section>",
+    "  </main>",
+  ].join("\n");
+
+  function mountDashboard() {
+    var variant = document.body.getAttribute("data-variant") || "script tag";
+    var root = document.createElement("div");
+    root.id = "demo";
+    root.innerHTML = DASHBOARD;
+    document.body.appendChild(root);
+    $("#variant").textContent = variant;
+    $(variant === "script tag" ? "#variant-tag" : "#variant-vite").classList.add("current");
+  }
+
   function $(sel) {
     return document.querySelector(sel);
   }
@@ -381,6 +479,7 @@
   }
 
   function boot() {
+    mountDashboard();
     markMode();
     demoLog.forEach(renderEntry);
     listeners.push(renderEntry);

@@ -1,0 +1,102 @@
+// Ten tabs of one browser share one session: one refresh request per expiry reaches the
+// server, every tab follows, and signing out in one tab ends the session everywhere.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Watch, callBackend, helperEvents, helperState, launchBrowser, openDemo, signIn, sleep, startServer } from "./harness.mjs";
+
+const LIFETIME = 12; // seconds: a refresh every ~6 s
+const TABS = 10;
+
+let server;
+let browser;
+const watch = new Watch();
+
+before(async () => {
+  server = await startServer({ tokenLifetime: LIFETIME });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Waits until the first tab's expiry changes (one refresh cycle, whichever tab ran it). */
+async function nextCycle(page, previous, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await helperState(page);
+    if (s && s.expiresAt && s.expiresAt !== previous && s.state === "active") return s.expiresAt;
+    if (Date.now() > deadline) throw new Error(`no refresh within ${timeoutMs} ms (state ${JSON.stringify(s)})`);
+    await sleep(100);
+  }
+}
+
+test("ten tabs: exactly one refresh request per expiry reaches the server, every tab gets the new token, sign-out ends all ten within a second", async () => {
+  const context = await watch.newContext(browser, server);
+  let browserRefreshes = 0;
+  context.on("request", (req) => {
+    if (new URL(req.url()).pathname === "/capture-session/refresh") browserRefreshes++;
+  });
+  const first = await openDemo(context);
+  await signIn(first);
+  const tabs = [first];
+  for (let i = 1; i < TABS; i++) tabs.push(await openDemo(context));
+  for (const tab of tabs) {
+    await tab.waitForFunction(() => window.captureSession?.state === "active", null, { timeout: 10000 });
+  }
+
+  // Start counting on a quiet moment: just after a refresh cycle finished.
+  let expiry = await nextCycle(first, (await helperState(first)).expiresAt, LIFETIME * 1000 + 5000);
+  await sleep(1000);
+  const serverBefore = await server.admin.refreshCount();
+  const browserBefore = browserRefreshes;
+
+  for (let cycle = 0; cycle < 2; cycle++) {
+    expiry = await nextCycle(first, expiry, LIFETIME * 1000 + 5000);
+    await sleep(1000); // let every tab hear about it
+    const token = await first.evaluate(() => localStorage.getItem("janrainCaptureToken"));
+    for (const [i, tab] of tabs.entries()) {
+      const s = await helperState(tab);
+      assert.equal(s.state, "active", `tab ${i} is active`);
+      assert.ok(Math.abs(s.expiresAt - expiry) < 1500, `tab ${i} knows the new expiry`);
+      const view = await tab.evaluate(() => ({
+        token: localStorage.getItem("janrainCaptureToken"),
+        live: janrain.capture.ui.hasActiveSession(),
+        screen: janrain.capture.ui.standIn.currentScreen(),
+      }));
+      assert.ok(view.token === token, `tab ${i}'s widget holds the new token`);
+      assert.equal(view.live, true, `tab ${i}'s widget has a live session`);
+      assert.equal(view.screen, "editProfile");
+    }
+  }
+  const serverCount = (await server.admin.refreshCount()) - serverBefore;
+  assert.equal(serverCount, 2, "two expiries, two refresh requests at the server");
+  assert.equal(browserRefreshes - browserBefore, 2, "two refresh requests left the browser");
+  await watch.sweep(context);
+
+  // Sign out in one tab (the widget's own sign-out button): every tab ends within a second.
+  const signOutTab = tabs[4];
+  const t0 = await signOutTab.evaluate(() => Date.now());
+  await signOutTab.click("#capture_signOut");
+  const endedAt = [];
+  for (const [i, tab] of tabs.entries()) {
+    await tab.waitForFunction(() => window.__e2e.events.some((e) => e.type === "ended"), null, { timeout: 5000 });
+    const ended = (await helperEvents(tab, "ended"))[0];
+    endedAt.push(ended.t - t0);
+    await tab.waitForFunction(() => janrain.capture.ui.standIn.currentScreen() === "signIn", null, { timeout: 2000 });
+    assert.equal(await tab.evaluate(() => janrain.capture.ui.hasActiveSession()), false, `tab ${i} has no widget session`);
+  }
+  const slowest = Math.max(...endedAt);
+  assert.ok(slowest <= 1000, `every tab ended within 1 s of the sign-out (slowest ${slowest} ms)`);
+  // The server session is gone: the cookie no longer refreshes anything.
+  const after = await callBackend(first, "/capture-session/refresh");
+  assert.equal(after.status, 401);
+  assert.equal(after.hasToken, false);
+  await context.close();
+});
+
+test("no token, code or session id appears in the browser console or the server log", async () => {
+  assert.ok(watch.secrets.size >= 3, `the test saw tokens to look for (${watch.secrets.size})`);
+  watch.assertNoLeaks(server.log());
+});
