@@ -1,0 +1,153 @@
+//! The one place where JavaScript values become Rust values (and back, for
+//! the few JSON bodies the helper sends). Everything here tolerates whatever a
+//! page, `localStorage` or a backend hands over: no unwrap, no panic.
+
+use capture_session_core::wire::{ErrorCode, JsonScalar, RawTokenReply, StartRequest};
+use js_sys::{Object, Reflect, JSON};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::JsFailure;
+
+/// Turns a thrown or rejected value into a typed error, keeping only its name.
+pub(crate) fn failure(thrown: JsValue) -> JsFailure {
+    let name = get(&thrown, "name")
+        .as_string()
+        .filter(|n| !n.is_empty() && n.len() <= 64)
+        .unwrap_or_else(|| String::from("Error"));
+    JsFailure { name }
+}
+
+/// `target[key]`, or `undefined` when `target` is not an object or the getter throws.
+pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
+    if !target.is_object() && !target.is_function() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `target[key]` if it is a string.
+pub(crate) fn get_string(target: &JsValue, key: &str) -> Option<String> {
+    get(target, key).as_string()
+}
+
+/// One field of a parsed JSON object, as the wire types want it.
+pub(crate) fn scalar(target: &JsValue, key: &str) -> JsonScalar {
+    let v = get(target, key);
+    if v.is_undefined() {
+        JsonScalar::Missing
+    } else if v.is_null() {
+        JsonScalar::Null
+    } else if let Some(n) = v.as_f64() {
+        JsonScalar::Number(n)
+    } else if let Some(s) = v.as_string() {
+        JsonScalar::String(s)
+    } else {
+        JsonScalar::Other
+    }
+}
+
+/// Parses `text` as JSON and returns it if it is an object (not an array).
+pub(crate) fn parse_object(text: &str) -> Option<Object> {
+    let v = JSON::parse(text).ok()?;
+    if v.is_object() && !js_sys::Array::is_array(&v) {
+        v.dyn_into::<Object>().ok()
+    } else {
+        None
+    }
+}
+
+/// The fields of a 2xx token reply.
+pub(crate) fn token_reply(body: &Object) -> RawTokenReply {
+    RawTokenReply {
+        access_token: scalar(body, "accessToken"),
+        expires_in: scalar(body, "expiresIn"),
+        uuid: scalar(body, "uuid"),
+    }
+}
+
+/// The `error` of an error reply, if it is one the contract knows.
+pub(crate) fn error_code(body: &Object) -> Option<ErrorCode> {
+    const ALL: [ErrorCode; 9] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::NoSession,
+        ErrorCode::SessionExpired,
+        ErrorCode::InvalidToken,
+        ErrorCode::Forbidden,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::UpstreamError,
+        ErrorCode::Unavailable,
+    ];
+    let code = get_string(body, "error")?;
+    ALL.into_iter().find(|c| c.as_str() == code)
+}
+
+/// Sets a boolean member of a dictionary object.
+pub(crate) fn set_flag(target: &Object, key: &str, value: bool) {
+    set(target, key, &JsValue::from_bool(value));
+}
+
+fn set(target: &Object, key: &str, value: &JsValue) {
+    // Setting a plain data property on a fresh object cannot fail.
+    let _ = Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+/// The JSON body of a `startUrl` request (CONTRACT.md section 2).
+pub(crate) fn start_body(request: &StartRequest) -> String {
+    let body = Object::new();
+    match request {
+        StartRequest::Token { uuid, access_token } => {
+            set(&body, "mode", &JsValue::from_str("token"));
+            set(&body, "uuid", &JsValue::from_str(uuid));
+            set(&body, "accessToken", &JsValue::from_str(access_token.expose()));
+        }
+        StartRequest::Code {
+            authorization_code,
+            redirect_uri,
+            client_session,
+        } => {
+            set(&body, "mode", &JsValue::from_str("code"));
+            set(
+                &body,
+                "authorizationCode",
+                &JsValue::from_str(authorization_code.expose()),
+            );
+            set(&body, "redirectUri", &JsValue::from_str(redirect_uri));
+            set(&body, "clientSession", &JsValue::from_bool(*client_session));
+        }
+    }
+    stringify(&body)
+}
+
+fn stringify(value: &JsValue) -> String {
+    JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| String::from("{}"))
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The global `fetch`, looked up at each call (so a page or a test can wrap
+    /// it), with a synchronous throw caught instead of unwinding through Rust.
+    #[wasm_bindgen(js_name = fetch, catch)]
+    fn global_fetch(
+        input: &str,
+        init: &web_sys::RequestInit,
+    ) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// `fetch(input, init)`; a synchronous throw becomes an error.
+pub(crate) fn fetch(
+    input: &str,
+    init: &web_sys::RequestInit,
+) -> Result<js_sys::Promise, JsFailure> {
+    global_fetch(input, init).map_err(failure)
+}
+
+/// Awaits a promise; a rejection becomes a typed error.
+pub(crate) async fn settle(promise: js_sys::Promise) -> Result<JsValue, JsFailure> {
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(failure)
+}

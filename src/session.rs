@@ -1,0 +1,481 @@
+//! Runs the engine in the browser: feeds it what happens (widget events,
+//! replies, timers, other tabs, page lifecycle, API calls) and executes every
+//! action it asks for. Nothing here decides anything about the session; that is
+//! the engine's job (`capture-session-core`).
+//!
+//! Re-entrancy: executing an action can call back into the helper
+//! synchronously (`createCaptureSession` fires `onCaptureSessionCreated`, an
+//! event subscriber calls `refresh()`, a lock is granted at once). So the
+//! runtime is never borrowed while JavaScript runs, and only the outermost
+//! [`pump`] drains the engine's actions; inner calls just feed their input.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use capture_session_core::config::Config;
+use capture_session_core::engine::{
+    Action, ApiCall, ApiError, Engine, Event, Input, Millis, PublicState, Request, RequestId,
+    StoredEntries, TabNews, WidgetEvent,
+};
+use capture_session_core::httpdate::parse_http_date;
+use capture_session_core::token::is_plausible_token;
+use capture_session_core::AccessToken;
+use gloo_timers::callback::Timeout;
+
+use crate::backend::{self, InFlight, RequestSettings};
+use crate::page::{self, PageChange, PageWatch};
+use crate::storage::TokenStore;
+use crate::tabs::{RefreshLock, TabLink, TabMessage};
+use crate::widget::{self, WidgetBinding};
+use crate::js;
+
+/// Where the engine's outward-facing actions go: the JS API layer.
+pub(crate) trait ApiSink {
+    /// `Action::Emit`.
+    fn emit(&self, event: &Event);
+    /// `Action::SettleReady`.
+    fn settle_ready(&self);
+    /// `Action::SettleRefresh`.
+    fn settle_refresh(&self, result: Result<(), ApiError>);
+}
+
+/// A running helper: the engine plus every browser handle it uses. Dropping
+/// the last handle (after [`Session::detach`]) frees everything.
+#[derive(Clone)]
+pub(crate) struct Session {
+    rt: Rc<RefCell<Runtime>>,
+}
+
+struct Runtime {
+    engine: Engine,
+    config: Config,
+    requests: RequestSettings,
+    store: TokenStore,
+    sink: Rc<dyn ApiSink>,
+    widget: Option<WidgetBinding>,
+    page: Option<PageWatch>,
+    tabs: Option<TabLink>,
+    lock: Rc<RefreshLock>,
+    /// The engine's next deadline and the timer that fires at it.
+    timer: Option<(Millis, Timeout)>,
+    inflight: Vec<(RequestId, InFlight)>,
+    /// The last token another tab told us about (BroadcastChannel and
+    /// `storage` events often report the same write twice).
+    last_news: Option<(String, Millis)>,
+    pumping: bool,
+    detached: bool,
+}
+
+fn now() -> Millis {
+    js_sys::Date::now().max(0.0) as Millis
+}
+
+fn seed() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64 ^ now()
+}
+
+impl Session {
+    /// Starts a helper: hooks into the widget, the page and other tabs, and
+    /// feeds the engine what storage holds.
+    pub(crate) fn start(config: Config, requests: RequestSettings, sink: Rc<dyn ApiSink>) -> Session {
+        let (store, opened) = TokenStore::open(&config.storage_key);
+        let mut lock_name = String::from("capture-session:");
+        lock_name.push_str(&config.storage_key);
+        let rt = Rc::new(RefCell::new(Runtime {
+            engine: Engine::new(config.clone(), now(), seed()),
+            config,
+            requests,
+            store,
+            sink,
+            widget: None,
+            page: None,
+            tabs: None,
+            lock: Rc::new(RefreshLock::new(&lock_name)),
+            timer: None,
+            inflight: Vec::new(),
+            last_news: None,
+            pumping: false,
+            detached: false,
+        }));
+        let session = Session { rt };
+        session.connect(&lock_name);
+
+        let (stored, failed) = session.read_store();
+        session.feed(Input::Startup(stored));
+        if failed || opened.is_err() {
+            session.feed(Input::StorageFailed);
+        }
+        if !page::is_online() {
+            session.feed(Input::Online(false));
+        }
+        if !page::is_visible() {
+            session.feed(Input::Visible(false));
+        }
+        session
+    }
+
+    fn weak(&self) -> Weak<RefCell<Runtime>> {
+        Rc::downgrade(&self.rt)
+    }
+
+    /// Installs the widget hooks, lifecycle listeners and the tab link.
+    fn connect(&self, channel_name: &str) {
+        let weak = self.weak();
+        let widget = WidgetBinding::attach(move |event| {
+            if let Some(s) = upgrade(&weak) {
+                s.on_widget(event);
+            }
+        });
+        let weak = self.weak();
+        let page = PageWatch::start(move |change| {
+            if let Some(s) = upgrade(&weak) {
+                s.feed(match change {
+                    PageChange::Visible(v) => Input::Visible(v),
+                    PageChange::Online(o) => Input::Online(o),
+                });
+            }
+        });
+        let tabs = self.rt.borrow().config.cross_tab.then(|| {
+            let (w1, w2) = (self.weak(), self.weak());
+            TabLink::open(
+                channel_name,
+                move |message| {
+                    if let Some(s) = upgrade(&w1) {
+                        s.on_tab_message(message);
+                    }
+                },
+                move |key| {
+                    if let Some(s) = upgrade(&w2) {
+                        s.on_storage_event(key.as_deref());
+                    }
+                },
+            )
+        });
+        let mut rt = self.rt.borrow_mut();
+        rt.widget = widget;
+        rt.page = Some(page);
+        rt.tabs = tabs;
+    }
+
+    /// `session.state`.
+    pub(crate) fn state(&self) -> PublicState {
+        self.rt.borrow().engine.state()
+    }
+
+    /// `session.expiresAt`.
+    pub(crate) fn expires_at(&self) -> Option<Millis> {
+        self.rt.borrow().engine.expires_at()
+    }
+
+    /// Whether `detach()` ran.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.rt.borrow().detached
+    }
+
+    /// A JS API call.
+    pub(crate) fn call(&self, call: ApiCall) {
+        self.feed(Input::Api(call));
+    }
+
+    /// `session.detach()`: tells the engine, then drops every listener, timer,
+    /// channel, lock and in-flight request (except a `keepalive` logout).
+    pub(crate) fn detach(&self) {
+        if self.is_detached() {
+            return;
+        }
+        self.feed(Input::Api(ApiCall::Detach));
+        let (widget, page, tabs, timer, inflight, lock) = {
+            let mut rt = self.rt.borrow_mut();
+            rt.detached = true;
+            (
+                rt.widget.take(),
+                rt.page.take(),
+                rt.tabs.take(),
+                rt.timer.take(),
+                std::mem::take(&mut rt.inflight),
+                rt.lock.clone(),
+            )
+        };
+        lock.release();
+        drop((widget, page, tabs, timer, inflight));
+    }
+
+    /// Feeds one input and executes what follows.
+    fn feed(&self, input: Input) {
+        {
+            let mut rt = self.rt.borrow_mut();
+            if rt.detached {
+                return;
+            }
+            rt.engine.handle(input, now());
+        }
+        self.pump();
+    }
+
+    /// Reads storage; `true` in the second place when it just failed.
+    fn read_store(&self) -> (StoredEntries, bool) {
+        let mut rt = self.rt.borrow_mut();
+        match rt.store.read() {
+            Ok(entries) => (entries, false),
+            Err(_) => (rt.store.memory(), true),
+        }
+    }
+
+    fn storage_failed(&self) {
+        self.feed(Input::StorageFailed);
+    }
+
+    fn on_widget(&self, mut event: WidgetEvent) {
+        if let WidgetEvent::LoginSuccess {
+            widget_expires_at, ..
+        } = &mut event
+        {
+            // The widget stores its token (and its belief about the expiry)
+            // before it fires the login event.
+            let (stored, failed) = self.read_store();
+            *widget_expires_at = stored.expires.as_deref().and_then(parse_http_date);
+            if failed {
+                self.storage_failed();
+            }
+        }
+        self.feed(Input::Widget(event));
+    }
+
+    fn on_tab_message(&self, message: TabMessage) {
+        match message {
+            TabMessage::TokenReplaced => self.adopt_stored_token(),
+            TabMessage::SessionEnded => self.feed(Input::Tab(TabNews::SessionEnded)),
+        }
+    }
+
+    fn on_storage_event(&self, key: Option<&str>) {
+        let ours = match key {
+            None => true,
+            Some(k) => self.rt.borrow().store.is_our_key(k),
+        };
+        if !ours || !self.rt.borrow().store.is_persistent() {
+            return;
+        }
+        let (stored, failed) = self.read_store();
+        if failed {
+            self.storage_failed();
+        } else if stored.token.is_none() {
+            self.rt.borrow_mut().last_news = None;
+            self.feed(Input::Tab(TabNews::SessionEnded));
+        } else {
+            self.adopt_stored_token();
+        }
+    }
+
+    /// Another tab says a new token is in storage: read it and tell the engine
+    /// (once per token).
+    fn adopt_stored_token(&self) {
+        let (stored, failed) = self.read_store();
+        if failed {
+            self.storage_failed();
+            return;
+        }
+        let (Some(token), Some(expires_at)) = (
+            stored.token.filter(|t| is_plausible_token(t)),
+            stored.expires.as_deref().and_then(parse_http_date),
+        ) else {
+            return;
+        };
+        {
+            let mut rt = self.rt.borrow_mut();
+            if rt
+                .last_news
+                .as_ref()
+                .is_some_and(|(t, e)| *t == token && *e == expires_at)
+            {
+                return;
+            }
+            rt.last_news = Some((token.clone(), expires_at));
+        }
+        self.feed(Input::Tab(TabNews::TokenReplaced {
+            token: AccessToken::new(token),
+            expires_at,
+        }));
+    }
+
+    /// Drains the engine's actions (outermost call only), then re-arms the timer.
+    fn pump(&self) {
+        {
+            let mut rt = self.rt.borrow_mut();
+            if rt.pumping {
+                return;
+            }
+            rt.pumping = true;
+        }
+        loop {
+            let (action, detached) = {
+                let mut rt = self.rt.borrow_mut();
+                (rt.engine.poll_action(), rt.detached)
+            };
+            let Some(action) = action else { break };
+            if detached {
+                // After detach only promises are settled; nothing else happens.
+                self.settle_only(action);
+            } else {
+                self.execute(action);
+            }
+        }
+        self.rt.borrow_mut().pumping = false;
+        self.arm_timer();
+    }
+
+    fn settle_only(&self, action: Action) {
+        let sink = self.rt.borrow().sink.clone();
+        match action {
+            Action::SettleReady => sink.settle_ready(),
+            Action::SettleRefresh(result) => sink.settle_refresh(result),
+            _ => {}
+        }
+    }
+
+    fn execute(&self, action: Action) {
+        match action {
+            Action::WriteToken { token, expires_at } => {
+                let written = self.rt.borrow_mut().store.write(&token, expires_at);
+                if written.is_err() {
+                    self.storage_failed();
+                }
+            }
+            Action::ClearToken => {
+                let cleared = self.rt.borrow_mut().store.clear();
+                if cleared.is_err() {
+                    self.storage_failed();
+                }
+            }
+            Action::Send { id, request } => self.send(id, request),
+            Action::Abort(id) => {
+                let aborted = {
+                    let mut rt = self.rt.borrow_mut();
+                    let at = rt.inflight.iter().position(|(i, _)| *i == id);
+                    at.map(|at| rt.inflight.swap_remove(at))
+                };
+                if let Some((_, flight)) = aborted {
+                    flight.abort();
+                }
+            }
+            Action::CreateCaptureSession(token) => {
+                widget::create_session(&token);
+            }
+            Action::EndCaptureSession => {
+                widget::end_session();
+            }
+            Action::RenderScreen(screen) => {
+                widget::render(&screen);
+            }
+            Action::Emit(event) => {
+                let sink = self.rt.borrow().sink.clone();
+                sink.emit(&event);
+            }
+            Action::AcquireLock => {
+                let lock = self.rt.borrow().lock.clone();
+                let weak = self.weak();
+                lock.acquire(move || {
+                    if let Some(s) = upgrade(&weak) {
+                        let (stored, failed) = s.read_store();
+                        s.feed(Input::LockGranted { stored });
+                        if failed {
+                            s.storage_failed();
+                        }
+                    }
+                });
+            }
+            Action::ReleaseLock => {
+                let lock = self.rt.borrow().lock.clone();
+                lock.release();
+            }
+            Action::BroadcastTokenReplaced { .. } => self.broadcast(TabMessage::TokenReplaced),
+            Action::BroadcastSessionEnded => self.broadcast(TabMessage::SessionEnded),
+            Action::SettleReady | Action::SettleRefresh(_) => self.settle_only(action),
+        }
+    }
+
+    fn broadcast(&self, message: TabMessage) {
+        if let Some(tabs) = &self.rt.borrow().tabs {
+            tabs.send(message);
+        }
+    }
+
+    fn send(&self, id: RequestId, request: Request) {
+        let (url, body, keepalive) = {
+            let rt = self.rt.borrow();
+            match request {
+                Request::Refresh => (Some(rt.config.refresh_url.clone()), String::from("{}"), false),
+                Request::End => (rt.config.end_url.clone(), String::from("{}"), true),
+                Request::Start(start) => (rt.config.start_url.clone(), js::start_body(&start), false),
+            }
+        };
+        let Some(url) = url else {
+            // The engine only sends to configured endpoints; answer anyway so it never waits.
+            self.feed(Input::Reply {
+                id,
+                outcome: capture_session_core::engine::ReplyOutcome::Network,
+            });
+            return;
+        };
+        let settings = self.rt.borrow().requests.clone();
+        let (flight, reply) = backend::post(&url, &body, &settings, keepalive);
+        self.rt.borrow_mut().inflight.push((id, flight));
+        let weak = self.weak();
+        wasm_bindgen_futures::spawn_local(async move {
+            let outcome = reply.await;
+            let Some(s) = upgrade(&weak) else { return };
+            // Only requests still in flight are answered (an aborted one is not).
+            let still_wanted = {
+                let mut rt = s.rt.borrow_mut();
+                let at = rt.inflight.iter().position(|(i, _)| *i == id);
+                at.map(|at| rt.inflight.swap_remove(at)).is_some()
+            };
+            if still_wanted {
+                s.feed(Input::Reply { id, outcome });
+            }
+        });
+    }
+
+    /// Re-arms the timer at the engine's next deadline (if it changed).
+    fn arm_timer(&self) {
+        let mut rt = self.rt.borrow_mut();
+        if rt.detached {
+            rt.timer = None;
+            return;
+        }
+        let next = rt.engine.poll_timeout();
+        if rt.timer.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        rt.timer = next.map(|at| {
+            let delay = at.saturating_sub(now()).min(i32::MAX as u64) as u32;
+            let weak = self.weak();
+            (
+                at,
+                Timeout::new(delay, move || {
+                    if let Some(s) = upgrade(&weak) {
+                        s.on_timer();
+                    }
+                }),
+            )
+        });
+    }
+
+    fn on_timer(&self) {
+        {
+            let mut rt = self.rt.borrow_mut();
+            if rt.detached {
+                return;
+            }
+            // The timer fired: drop it, so that the same deadline re-arms if
+            // the browser woke us early.
+            drop(rt.timer.take());
+            rt.engine.handle_timeout(now());
+        }
+        self.pump();
+    }
+}
+
+fn upgrade(weak: &Weak<RefCell<Runtime>>) -> Option<Session> {
+    weak.upgrade().map(|rt| Session { rt })
+}

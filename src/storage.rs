@@ -1,0 +1,130 @@
+//! The widget's session entries in `localStorage` (`janrainCaptureToken` and
+//! `janrainCaptureToken_Expires`), with an in-memory fallback.
+//!
+//! Not `gloo_storage::LocalStorage`: its `raw()` throws (`expect_throw`) when
+//! `localStorage` is disabled or its getter throws, and its `get_item` assumes
+//! reads never throw, while here every storage failure must become a warning
+//! and in-memory operation, never an uncaught exception. The calls are the same
+//! `web_sys::Storage` ones `raw()` would give, with the errors kept.
+
+use capture_session_core::engine::{Millis, StoredEntries};
+use capture_session_core::AccessToken;
+
+use crate::error::{Error, Result};
+
+/// Where the session entries live.
+pub(crate) struct TokenStore {
+    token_key: String,
+    expires_key: String,
+    /// `None` once storage failed (or was never there): memory only from then on.
+    local: Option<web_sys::Storage>,
+    /// What this tab last wrote; the source of truth once `local` is gone.
+    memory: StoredEntries,
+}
+
+impl TokenStore {
+    /// Opens `localStorage` for the entries under `key` (and `key` + `_Expires`).
+    /// An error means the store runs in memory from the start.
+    pub(crate) fn open(key: &str) -> (TokenStore, Result<()>) {
+        let mut expires_key = String::from(key);
+        expires_key.push_str("_Expires");
+        let local = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+        let ok = if local.is_some() {
+            Ok(())
+        } else {
+            Err(Error::StorageUnavailable)
+        };
+        let store = TokenStore {
+            token_key: String::from(key),
+            expires_key,
+            local,
+            memory: StoredEntries::default(),
+        };
+        (store, ok)
+    }
+
+    /// Whether `key` (of a `storage` event) is one of ours.
+    pub(crate) fn is_our_key(&self, key: &str) -> bool {
+        key == self.token_key || key == self.expires_key
+    }
+
+    /// Whether storage still works (else the helper runs in memory).
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// What the entries hold now. An error means storage just failed; the
+    /// in-memory copy is used from then on (see [`TokenStore::memory`]).
+    pub(crate) fn read(&mut self) -> Result<StoredEntries> {
+        let Some(local) = &self.local else {
+            return Ok(self.memory.clone());
+        };
+        let token = local.get_item(&self.token_key);
+        let expires = local.get_item(&self.expires_key);
+        match (token, expires) {
+            (Ok(token), Ok(expires)) => Ok(StoredEntries { token, expires }),
+            _ => {
+                self.local = None;
+                Err(Error::StorageUnavailable)
+            }
+        }
+    }
+
+    /// The in-memory copy (what this tab last wrote).
+    pub(crate) fn memory(&self) -> StoredEntries {
+        self.memory.clone()
+    }
+
+    /// Stores a token and its expiry, the expiry as an HTTP date written
+    /// exactly as the widget writes it (`Date.prototype.toUTCString()`).
+    pub(crate) fn write(&mut self, token: &AccessToken, expires_at: Millis) -> Result<()> {
+        let expires = http_date(expires_at);
+        self.memory = StoredEntries {
+            token: Some(String::from(token.expose())),
+            expires: Some(expires.clone()),
+        };
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let written = local
+            .set_item(&self.token_key, token.expose())
+            .and_then(|()| local.set_item(&self.expires_key, &expires));
+        if written.is_err() {
+            // Do not leave a token with a stale expiry (or half a pair) behind.
+            let _ = local.remove_item(&self.token_key);
+            let _ = local.remove_item(&self.expires_key);
+            self.local = None;
+            return Err(Error::StorageWrite);
+        }
+        Ok(())
+    }
+
+    /// Removes the entries (and the widget's profile entries that real logout
+    /// code removes too).
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        self.memory = StoredEntries::default();
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let mut failed = local.remove_item(&self.token_key).is_err();
+        failed |= local.remove_item(&self.expires_key).is_err();
+        if self.token_key == "janrainCaptureToken" {
+            for key in [
+                "janrainCaptureProfileData",
+                "janrainCaptureProfileData_Expires",
+            ] {
+                failed |= local.remove_item(key).is_err();
+            }
+        }
+        if failed {
+            self.local = None;
+            return Err(Error::StorageWrite);
+        }
+        Ok(())
+    }
+}
+
+/// `new Date(ms).toUTCString()`, e.g. `Tue, 29 Mar 2016 00:24:21 GMT`.
+pub(crate) fn http_date(ms: Millis) -> String {
+    String::from(js_sys::Date::new(&(ms as f64).into()).to_utc_string())
+}

@@ -1,0 +1,224 @@
+//! Cross-tab coordination: one refresh for all tabs (Web Locks), and news of
+//! new tokens and logouts (BroadcastChannel, plus the `storage` event for tabs
+//! where only the widget wrote).
+//!
+//! - [Web Locks](https://developer.mozilla.org/en-US/docs/Web/API/Web_Locks_API):
+//!   the lock is held by keeping the promise returned from the
+//!   `navigator.locks.request` callback pending until the engine releases it.
+//!   Without `navigator.locks` (old browsers, some embedded views) the lock is
+//!   granted in this tab at once: tabs may then refresh concurrently, which the
+//!   backend tolerates (a refresh mints a token, it consumes nothing).
+//! - [BroadcastChannel](https://developer.mozilla.org/en-US/docs/Web/API/BroadcastChannel):
+//!   messages are the bare strings `"token"` and `"ended"`; a token never
+//!   travels in a message, receivers read it from storage.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use gloo_events::EventListener;
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
+
+/// A message between tabs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TabMessage {
+    /// A new token is in storage.
+    TokenReplaced,
+    /// The session ended.
+    SessionEnded,
+}
+
+impl TabMessage {
+    fn as_str(self) -> &'static str {
+        match self {
+            TabMessage::TokenReplaced => "token",
+            TabMessage::SessionEnded => "ended",
+        }
+    }
+}
+
+/// The broadcast channel and the `storage` listener of one helper. Closes the
+/// channel and removes the listeners on drop.
+pub(crate) struct TabLink {
+    channel: Option<BroadcastChannel>,
+    _on_message: Option<EventListener>,
+    _on_storage: Option<EventListener>,
+}
+
+impl TabLink {
+    /// Listens to other tabs. `name` identifies the session (derived from the
+    /// storage key); `on_news` gets each message, `on_storage` each key of a
+    /// `storage` event (`None` for `localStorage.clear()`).
+    pub(crate) fn open(
+        name: &str,
+        on_news: impl Fn(TabMessage) + 'static,
+        on_storage: impl Fn(Option<String>) + 'static,
+    ) -> TabLink {
+        let channel = BroadcastChannel::new(name).ok();
+        let on_message = channel.as_ref().map(|c| {
+            EventListener::new(c, "message", move |e| {
+                let data = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string());
+                match data.as_deref() {
+                    Some("token") => on_news(TabMessage::TokenReplaced),
+                    Some("ended") => on_news(TabMessage::SessionEnded),
+                    _ => {}
+                }
+            })
+        });
+        let on_storage = web_sys::window().map(|w| {
+            EventListener::new(&w, "storage", move |e| {
+                if let Some(e) = e.dyn_ref::<StorageEvent>() {
+                    on_storage(e.key());
+                }
+            })
+        });
+        TabLink {
+            channel,
+            _on_message: on_message,
+            _on_storage: on_storage,
+        }
+    }
+
+    /// Tells the other tabs.
+    pub(crate) fn send(&self, message: TabMessage) {
+        if let Some(c) = &self.channel {
+            // A closed channel throws; nothing to tell then.
+            let _ = c.post_message(&message.as_str().into());
+        }
+    }
+}
+
+impl Drop for TabLink {
+    fn drop(&mut self) {
+        if let Some(c) = &self.channel {
+            c.close();
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks` (duck-typed: web-sys only has it behind an unstable cfg).
+    type LockManager;
+
+    #[wasm_bindgen(structural, method, catch)]
+    fn request(
+        this: &LockManager,
+        name: &str,
+        callback: &Function,
+    ) -> Result<Promise, JsValue>;
+}
+
+/// Where the cross-tab refresh lock stands for one helper.
+#[derive(Default)]
+enum LockState {
+    /// Not wanted.
+    #[default]
+    Idle,
+    /// Asked for; `granted` runs when it comes (taken out if no longer wanted).
+    Waiting { granted: Option<Box<dyn FnOnce()>> },
+    /// Held; calling `release` (if the browser gave one) lets it go.
+    Held { release: Option<Function> },
+}
+
+/// The cross-tab refresh lock of one helper. Releases it on drop.
+pub(crate) struct RefreshLock {
+    name: String,
+    state: Rc<RefCell<LockState>>,
+}
+
+impl RefreshLock {
+    /// A lock named `name` (shared by every tab of this origin using it).
+    pub(crate) fn new(name: &str) -> RefreshLock {
+        RefreshLock {
+            name: String::from(name),
+            state: Rc::default(),
+        }
+    }
+
+    /// Asks for the lock; `granted` runs once it is held (synchronously when
+    /// the browser has no Web Locks). Asking again while waiting replaces the
+    /// callback; asking while holding it does nothing.
+    pub(crate) fn acquire(&self, granted: impl FnOnce() + 'static) {
+        let waiting = {
+            let mut state = self.state.borrow_mut();
+            match &mut *state {
+                LockState::Held { .. } => return,
+                LockState::Waiting { granted: slot } => {
+                    *slot = Some(Box::new(granted));
+                    return;
+                }
+                LockState::Idle => {}
+            }
+            *state = LockState::Waiting {
+                granted: Some(Box::new(granted)),
+            };
+            true
+        };
+        debug_assert!(waiting);
+        let Some(locks) = lock_manager() else {
+            grant(&self.state, None);
+            return;
+        };
+        let state = self.state.clone();
+        let callback = Closure::once_into_js(move |_lock: JsValue| -> Promise {
+            let mut release = None;
+            let held = Promise::new(&mut |resolve, _reject| release = Some(resolve));
+            grant(&state, release);
+            held
+        });
+        if locks.request(&self.name, callback.unchecked_ref()).is_err() {
+            // A throwing `request` (e.g. an opaque origin): this tab alone.
+            grant(&self.state, None);
+        }
+    }
+
+    /// Lets the lock go (or gives up waiting for it).
+    pub(crate) fn release(&self) {
+        let previous = std::mem::take(&mut *self.state.borrow_mut());
+        if let LockState::Held {
+            release: Some(release),
+        } = previous
+        {
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+    }
+}
+
+/// The browser granted the lock: hold it and tell the waiter, or, if nobody
+/// waits any more, let it go at once.
+fn grant(state: &Rc<RefCell<LockState>>, release: Option<Function>) {
+    let granted = match &mut *state.borrow_mut() {
+        LockState::Waiting { granted } => granted.take(),
+        _ => None,
+    };
+    match granted {
+        Some(granted) => {
+            *state.borrow_mut() = LockState::Held { release };
+            granted();
+        }
+        None => {
+            if let Some(release) = release {
+                let _ = release.call0(&JsValue::UNDEFINED);
+            }
+        }
+    }
+}
+
+impl Drop for RefreshLock {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn lock_manager() -> Option<LockManager> {
+    let navigator = web_sys::window()?.navigator();
+    let locks = js_sys::Reflect::get(&navigator, &"locks".into()).ok()?;
+    if locks.is_object() {
+        Some(locks.unchecked_into())
+    } else {
+        None
+    }
+}
