@@ -773,7 +773,7 @@ impl Engine {
     }
 
     /// Whether a token from another tab (or from storage under the lock) should
-    /// replace ours: it is a different, later-expiring, valid token, and with
+    /// replace ours: it is a different valid token, not older than ours, and with
     /// `comfortable` it is also far enough from expiry not to need a refresh itself.
     fn adoptable(&self, token: &AccessToken, at: Millis, now: Millis, comfortable: bool) -> bool {
         if !is_plausible_token(token.expose()) || at <= now {
@@ -783,7 +783,9 @@ impl Engine {
             SessionState::Active(s) => (s.token.as_ref(), Some(s.expires_at), s.lifetime_ms),
             _ => (None, None, self.lifetime_ms()),
         };
-        if ours == Some(token) || ours_at.is_some_and(|o| ours.is_some() && at <= o) {
+        // Not the same token, and not clearly older than ours (the stored date has
+        // whole seconds, so equal-looking expiries may differ by up to one).
+        if ours == Some(token) || ours_at.is_some_and(|o| ours.is_some() && at + 1000 < o) {
             return false;
         }
         let margin = (self.config.refresh_ahead_secs * 1000).min(lifetime / 2);

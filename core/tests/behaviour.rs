@@ -1,0 +1,1138 @@
+//! The behaviours of issue 3, one named test each, driven by a virtual clock
+//! through the simulated browser in `harness`.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use capture_session_core::engine::*;
+use capture_session_core::wire::{JsonScalar, MalformedReply, Mode, RawTokenReply, StartRequest};
+use capture_session_core::{AccessToken, AuthorizationCode, Config};
+use harness::*;
+
+const SEC: u64 = 1000;
+const MIN: u64 = 60 * SEC;
+
+fn config() -> Config {
+    let mut c = Config::with_refresh_url("https://shop.example/capture-session/refresh");
+    c.start_url = Some("https://shop.example/capture-session/start".into());
+    c.end_url = Some("https://shop.example/capture-session/end".into());
+    c
+}
+
+fn code_config(client_session: bool) -> Config {
+    let mut c = config();
+    c.mode = Mode::Code;
+    c.client_session = client_session;
+    c
+}
+
+/// One tab, started with an empty storage whose start-up refresh found no backend session.
+fn fresh_tab(config: Config) -> World {
+    let mut w = World::new(config, 1);
+    w.start_all();
+    if w.pending(0).is_some() {
+        w.respond(0, status(401));
+    }
+    w.take(0);
+    w
+}
+
+/// One tab with a stored token valid for `remaining` ms.
+fn tab_with_token(config: Config, token: &str, remaining: u64) -> World {
+    let mut w = World::new(config, 1);
+    w.store(token, T0 + remaining);
+    w.start_all();
+    w.take(0);
+    w
+}
+
+fn events(actions: &[Action]) -> Vec<Event> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failures(actions: &[Action]) -> Vec<(u32, Option<u64>, FailureReason)> {
+    events(actions)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::RefreshFailed {
+                attempt,
+                retry_in_ms,
+                reason,
+            } => Some((attempt, retry_in_ms, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn warnings(actions: &[Action]) -> Vec<WarningCode> {
+    events(actions)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Warning { code, .. } => Some(code),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wrote_token(actions: &[Action]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::WriteToken { .. }))
+}
+
+fn login_with_expiry(token: &str, uuid: &str, widget_expires_at: Option<Millis>) -> Input {
+    Input::Widget(WidgetEvent::LoginSuccess {
+        access_token: Some(AccessToken::new(token)),
+        authorization_code: None,
+        uuid: Some(uuid.into()),
+        one_time: false,
+        widget_expires_at,
+        redirect_uri: None,
+    })
+}
+
+fn code_login(code: &str) -> Input {
+    Input::Widget(WidgetEvent::LoginSuccess {
+        access_token: None,
+        authorization_code: Some(AuthorizationCode::new(code)),
+        uuid: Some("uuid-1".into()),
+        one_time: false,
+        widget_expires_at: None,
+        redirect_uri: Some("https://shop.example/oauth-redirect".into()),
+    })
+}
+
+fn expired(screen: &str) -> Input {
+    Input::Widget(WidgetEvent::ExpiredToken {
+        screen: Some(screen.into()),
+    })
+}
+
+fn raw_reply(token: JsonScalar, expires_in: JsonScalar) -> ReplyOutcome {
+    ReplyOutcome::Success(RawTokenReply {
+        access_token: token,
+        expires_in,
+        uuid: JsonScalar::Missing,
+    })
+}
+
+/// Runs tab 0 to its proactive refresh and returns the time it was sent.
+fn run_to_refresh(w: &mut World) -> Millis {
+    let due = w.next_deadline().expect("a refresh is scheduled");
+    w.advance(due - w.now);
+    assert_eq!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Refresh)
+    );
+    w.now
+}
+
+// ----- 1. login in token mode ---------------------------------------------
+
+#[test]
+fn token_login_adopts_widget_expiry_and_sends_start_once_with_uuid() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    let widget_expiry = w.now + 30 * MIN;
+    w.input(0, login_with_expiry(&token, "uuid-1", Some(widget_expiry)));
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(widget_expiry));
+    let f = w.pending(0).expect("start sent").clone();
+    assert_eq!(
+        f.request,
+        Request::Start(StartRequest::Token {
+            uuid: "uuid-1".into(),
+            access_token: AccessToken::new(token.clone()),
+        })
+    );
+    // The backend echoes the token; the widget's sensible expiry stays.
+    w.now += 200;
+    w.respond(0, ok(&token, 3600));
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(widget_expiry));
+    assert!(events(&w.take(0)).contains(&Event::Active {
+        expires_at: widget_expiry,
+        source: ActiveSource::Login
+    }));
+    // The widget's own onCaptureSessionCreated for that login sends nothing.
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SessionCreated {
+            access_token: Some(AccessToken::new(token)),
+        }),
+    );
+    w.advance(20 * MIN);
+    assert_eq!(w.count_sent(0, |r| matches!(r, Request::Start(_))), 1);
+}
+
+#[test]
+fn token_login_without_sensible_widget_expiry_uses_reply_expires_in() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    // accessTokenLifeHours = 24: the widget's expiry outlives the real token.
+    w.input(
+        0,
+        login_with_expiry(&token, "uuid-1", Some(w.now + 24 * 60 * MIN)),
+    );
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(w.now + 60 * MIN));
+    w.now += 500;
+    w.respond(0, ok(&token, 1200));
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(w.now + 1200 * SEC));
+}
+
+#[test]
+fn token_login_without_any_expiry_uses_the_configured_lifetime() {
+    let mut c = config();
+    c.start_url = None;
+    c.token_lifetime_secs = 1800;
+    let mut w = fresh_tab(c);
+    let token = w.mint("login");
+    w.input(0, login_with_expiry(&token, "uuid-1", None));
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(w.now + 1800 * SEC));
+    assert!(w
+        .sent
+        .iter()
+        .all(|(_, r, _)| !matches!(r, Request::Start(_))));
+}
+
+#[test]
+fn one_time_login_tokens_are_ignored() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("one-time");
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::LoginSuccess {
+            access_token: Some(AccessToken::new(token)),
+            authorization_code: None,
+            uuid: Some("uuid-1".into()),
+            one_time: true,
+            widget_expires_at: None,
+            redirect_uri: None,
+        }),
+    );
+    assert_eq!(w.tabs[0].engine.state(), PublicState::None);
+    assert!(w.take(0).is_empty());
+    assert!(w.pending(0).is_none());
+}
+
+#[test]
+fn our_own_create_capture_session_never_resends_start() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    w.input(0, login(&token, "uuid-1"));
+    w.respond(0, ok(&token, 3600));
+    // Proactive refresh: createCaptureSession(new) makes the widget fire
+    // onCaptureSessionCreated (the harness echoes it).
+    run_to_refresh(&mut w);
+    w.take(0);
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.tabs[0].widget_token.as_deref(), Some(fresh.as_str()));
+    let actions = w.take(0);
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateCaptureSession(_)))
+            .count(),
+        1
+    );
+    assert_eq!(w.count_sent(0, |r| matches!(r, Request::Start(_))), 1);
+    // ... and no `active` event for our own session.
+    assert!(!events(&actions)
+        .iter()
+        .any(|e| matches!(e, Event::Active { .. })));
+}
+
+#[test]
+fn a_session_created_by_someone_else_is_adopted_without_start() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("sso");
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SessionCreated {
+            access_token: Some(AccessToken::new(token.clone())),
+        }),
+    );
+    assert_eq!(w.tabs[0].token(), Some(token));
+    assert!(w.pending(0).is_none());
+}
+
+#[test]
+fn a_login_event_without_uuid_warns_and_keeps_the_token() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::LoginSuccess {
+            access_token: Some(AccessToken::new(token.clone())),
+            authorization_code: None,
+            uuid: None,
+            one_time: false,
+            widget_expires_at: None,
+            redirect_uri: None,
+        }),
+    );
+    assert_eq!(w.tabs[0].token(), Some(token));
+    assert_eq!(warnings(&w.take(0)), [WarningCode::BadWidgetEvent]);
+    assert!(w.pending(0).is_none());
+}
+
+// ----- 2. login in code mode ----------------------------------------------
+
+#[test]
+fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
+    let mut w = fresh_tab(code_config(true));
+    let code = w.mint("code");
+    w.input(0, code_login(&code));
+    w.take(0);
+    let f = w.pending(0).expect("start sent").clone();
+    assert_eq!(
+        f.request,
+        Request::Start(StartRequest::Code {
+            authorization_code: AuthorizationCode::new(code),
+            redirect_uri: "https://shop.example/oauth-redirect".into(),
+            client_session: true,
+        })
+    );
+    let token = w.mint("srv");
+    w.now += 300;
+    w.respond(0, ok(&token, 3600));
+    let expires_at = w.now + 3600 * SEC;
+    let actions = w.take(0);
+    assert_eq!(
+        actions[..3],
+        [
+            Action::WriteToken {
+                token: AccessToken::new(token.clone()),
+                expires_at
+            },
+            Action::BroadcastTokenReplaced { expires_at },
+            Action::CreateCaptureSession(AccessToken::new(token.clone())),
+        ]
+    );
+    assert!(events(&actions).contains(&Event::Active {
+        expires_at,
+        source: ActiveSource::Start
+    }));
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    assert_eq!(w.tabs[0].widget_token, Some(token));
+}
+
+#[test]
+fn code_mode_without_client_session_stores_no_token_until_the_widget_needs_one() {
+    let mut w = World::new(code_config(false), 1);
+    w.start_all();
+    // No start-up refresh: it would put a token in storage.
+    assert!(w.pending(0).is_none());
+    assert_eq!(w.tabs[0].ready_settled, 1);
+    let code = w.mint("code");
+    w.input(0, code_login(&code));
+    let null_token = raw_reply(JsonScalar::Null, JsonScalar::Number(3600.0));
+    w.respond(0, null_token);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    assert_eq!(w.storage, StoredEntries::default());
+    assert!(!wrote_token(&w.take(0)));
+    // Nothing proactive happens without a client token.
+    w.advance(2 * 60 * MIN);
+    assert!(w.pending(0).is_none());
+    assert_eq!(w.storage, StoredEntries::default());
+    // The widget needs a token now.
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::AccessDenied {
+            screen: Some("editProfile".into()),
+        }),
+    );
+    let token = w.mint("srv");
+    w.respond(0, ok(&token, 3600));
+    assert_eq!(w.storage.token.as_deref(), Some(token.as_str()));
+    assert_eq!(w.tabs[0].renders, ["editProfile"]);
+}
+
+#[test]
+fn code_mode_refresh_api_places_a_token() {
+    let mut w = World::new(code_config(false), 1);
+    w.start_all();
+    w.input(0, Input::Api(ApiCall::Refresh));
+    let token = w.mint("srv");
+    w.respond(0, ok(&token, 3600));
+    assert_eq!(w.storage.token.as_deref(), Some(token.as_str()));
+    assert_eq!(w.tabs[0].refresh_results, [Ok(())]);
+}
+
+// ----- 3. proactive refresh -----------------------------------------------
+
+#[test]
+fn proactive_refresh_happens_refresh_ahead_seconds_before_expiry() {
+    let token = "SECRET-stored";
+    let mut w = tab_with_token(config(), token, 60 * MIN);
+    assert_eq!(w.tabs[0].engine.poll_timeout(), Some(T0 + 55 * MIN));
+    w.advance(55 * MIN - 1);
+    assert!(w.pending(0).is_none());
+    w.advance(1);
+    assert_eq!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Refresh)
+    );
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.tabs[0].token(), Some(fresh));
+    let actions = w.take(0);
+    assert!(events(&actions).contains(&Event::Refreshed {
+        expires_at: w.now + 3600 * SEC,
+        trigger: RefreshTrigger::Proactive
+    }));
+}
+
+#[test]
+fn short_lived_tokens_refresh_at_half_their_lifetime_and_never_loop() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    w.input(0, login(&token, "uuid-1"));
+    w.respond(0, ok(&token, 3600));
+    run_to_refresh(&mut w);
+    // From now on the backend hands out 60 s tokens (refreshAhead is 300 s).
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = w.mint("srv");
+        w.respond(0, ok(&t, 60));
+        let due = w.next_deadline().expect("next refresh scheduled");
+        assert_eq!(due, w.now + 30 * SEC, "refresh at half the lifetime");
+        w.advance(due - w.now);
+        times.push(w.now);
+    }
+    assert!(times.windows(2).all(|p| p[1] - p[0] >= 30 * SEC));
+}
+
+#[test]
+fn a_token_gets_at_most_one_proactive_refresh_then_ends_expired() {
+    let mut c = config();
+    c.retry.max_attempts = 2;
+    let mut w = tab_with_token(c, "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.respond(0, status(500));
+    w.advance(w.next_deadline().expect("retry") - w.now);
+    w.respond(0, status(500));
+    assert_eq!(failures(&w.take(0)).last().map(|f| f.1), Some(None));
+    // Still active until expiry, no more proactive attempts for this token.
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    assert_eq!(w.next_deadline(), Some(T0 + 60 * MIN));
+    w.advance(T0 + 60 * MIN - w.now - 1);
+    assert_eq!(w.refreshes_sent(), 2);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    w.advance(1);
+    assert_eq!(
+        w.tabs[0].engine.session(),
+        &SessionState::Ended(EndReason::Expired)
+    );
+    let actions = w.take(0);
+    assert!(actions.contains(&Action::ClearToken));
+    assert!(events(&actions).contains(&Event::Ended {
+        reason: EndReason::Expired
+    }));
+}
+
+// ----- 4. reactive refresh ------------------------------------------------
+
+#[test]
+fn reactive_refresh_then_create_session_then_render_screen() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, expired("editProfile"));
+    assert_eq!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Refresh)
+    );
+    let fresh = w.mint("srv");
+    w.take(0);
+    w.respond(0, ok(&fresh, 3600));
+    let expires_at = w.now + 3600 * SEC;
+    let t = AccessToken::new(fresh);
+    let actions = w.take(0);
+    assert_eq!(
+        actions[..6],
+        [
+            Action::WriteToken {
+                token: t.clone(),
+                expires_at
+            },
+            Action::BroadcastTokenReplaced { expires_at },
+            Action::CreateCaptureSession(t),
+            Action::ReleaseLock,
+            Action::RenderScreen("editProfile".into()),
+            Action::Emit(Event::Refreshed {
+                expires_at,
+                trigger: RefreshTrigger::ExpiredToken
+            }),
+        ]
+    );
+}
+
+#[test]
+fn reactive_triggers_coalesce_with_the_refresh_under_way() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.input(0, Input::Widget(WidgetEvent::InvalidToken { screen: None }));
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::AccessDenied {
+            screen: Some("profile".into()),
+        }),
+    );
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SaveFailed {
+            screen: Some("editProfile".into()),
+            status_message: Some("invalidAccessToken".into()),
+        }),
+    );
+    w.input(0, Input::Api(ApiCall::Refresh));
+    assert_eq!(w.refreshes_sent(), 1);
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.refreshes_sent(), 1);
+    assert_eq!(w.tabs[0].renders, ["editProfile"]);
+    assert_eq!(w.tabs[0].refresh_results, [Ok(())]);
+}
+
+#[test]
+fn save_failed_refreshes_only_for_invalid_access_token() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SaveFailed {
+            screen: Some("editProfile".into()),
+            status_message: Some("invalidFormFields".into()),
+        }),
+    );
+    assert!(w.pending(0).is_none());
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SaveFailed {
+            screen: Some("editProfile".into()),
+            status_message: Some("invalidAccessToken".into()),
+        }),
+    );
+    assert!(w.pending(0).is_some());
+}
+
+#[test]
+fn no_render_screen_when_rerender_on_refresh_is_off() {
+    let mut c = config();
+    c.rerender_on_refresh = false;
+    let mut w = tab_with_token(c, "SECRET-stored", 60 * MIN);
+    w.input(0, expired("editProfile"));
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert!(w.tabs[0].renders.is_empty());
+    assert_eq!(w.tabs[0].widget_token, Some(fresh));
+}
+
+#[test]
+fn a_reactive_trigger_right_after_a_refresh_rehands_the_token_without_a_request() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, expired("a"));
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    w.take(0);
+    // The widget complains about the old token a moment later.
+    w.now += 2 * SEC;
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::InvalidToken {
+            screen: Some("b".into()),
+        }),
+    );
+    assert_eq!(w.refreshes_sent(), 1);
+    let actions = w.take(0);
+    assert!(actions.contains(&Action::CreateCaptureSession(AccessToken::new(fresh))));
+    assert!(actions.contains(&Action::RenderScreen("b".into())));
+    // If it keeps complaining, it gets a real refresh, but not before the cooldown ends.
+    w.input(0, Input::Widget(WidgetEvent::InvalidToken { screen: None }));
+    assert!(w.pending(0).is_none());
+    w.advance(10 * SEC);
+    assert_eq!(w.refreshes_sent(), 2);
+}
+
+// ----- 5. at most one refresh in flight -----------------------------------
+
+#[test]
+fn concurrent_refresh_calls_in_a_tab_share_one_request() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    for _ in 0..3 {
+        w.input(0, Input::Api(ApiCall::Refresh));
+    }
+    assert_eq!(w.refreshes_sent(), 1);
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    // One settlement resolves every pending refresh() promise.
+    assert_eq!(w.tabs[0].refresh_results, [Ok(())]);
+    w.input(0, Input::Api(ApiCall::Refresh));
+    assert_eq!(w.refreshes_sent(), 2);
+}
+
+#[test]
+fn across_tabs_only_the_lock_holder_sends_and_the_others_adopt() {
+    let mut w = World::new(config(), 3);
+    w.store("SECRET-shared", T0 + 60 * MIN);
+    w.start_all();
+    w.advance(55 * MIN);
+    // Every tab wanted a refresh at the same moment; one holds the lock.
+    assert_eq!(w.in_flight.len(), 1);
+    let sender = w.in_flight[0].tab;
+    assert_eq!(w.lock_holder, Some(sender));
+    let fresh = w.mint("srv");
+    w.respond(sender, ok(&fresh, 3600));
+    for t in &w.tabs {
+        assert_eq!(t.token().as_deref(), Some(fresh.as_str()));
+        assert_eq!(t.engine.state(), PublicState::Active);
+    }
+    assert_eq!(w.refreshes_sent(), 1);
+    assert_eq!(w.max_refreshes_in_flight, 1);
+    assert_eq!(w.lock_holder, None);
+    // And the next round again costs one request.
+    w.advance(55 * MIN);
+    assert_eq!(w.refreshes_sent(), 2);
+}
+
+#[test]
+fn lock_grant_with_a_fresher_token_in_storage_adopts_it_without_a_request() {
+    let mut w = tab_with_token(config(), "SECRET-old", 60 * MIN);
+    w.input(0, expired("editProfile"));
+    let f = w.take_request(0).expect("refresh in flight");
+    // Simulate: the lock was not ours yet; another tab refreshed meanwhile.
+    // Drive a second engine by hand to see exactly what it does.
+    let _ = f;
+    let mut e = Engine::new(config(), w.now, 1);
+    e.handle(
+        Input::Startup(StoredEntries {
+            token: Some("SECRET-old".into()),
+            expires: Some(capture_session_core::format_http_date(w.now + 10 * MIN)),
+        }),
+        w.now,
+    );
+    while e.poll_action().is_some() {}
+    e.handle(expired("editProfile"), w.now);
+    assert_eq!(e.poll_action(), Some(Action::AcquireLock));
+    assert_eq!(e.poll_action(), None);
+    let newer_at = w.now + 60 * MIN;
+    e.handle(
+        Input::LockGranted {
+            stored: StoredEntries {
+                token: Some("SECRET-newer".into()),
+                expires: Some(capture_session_core::format_http_date(newer_at)),
+            },
+        },
+        w.now,
+    );
+    let actions: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+    assert!(!actions.iter().any(|a| matches!(a, Action::Send { .. })));
+    assert_eq!(
+        actions[..3],
+        [
+            Action::CreateCaptureSession(AccessToken::new("SECRET-newer")),
+            Action::ReleaseLock,
+            Action::RenderScreen("editProfile".into()),
+        ]
+    );
+    assert_eq!(e.state(), PublicState::Active);
+    assert_eq!(e.expires_at(), Some(newer_at / 1000 * 1000));
+}
+
+#[test]
+fn lock_grant_with_our_own_token_in_storage_sends_the_refresh() {
+    let mut e = Engine::new(config(), T0, 1);
+    let stored = StoredEntries {
+        token: Some("SECRET-old".into()),
+        expires: Some(capture_session_core::format_http_date(T0 + 50 * MIN)),
+    };
+    e.handle(Input::Startup(stored.clone()), T0);
+    while e.poll_action().is_some() {}
+    e.handle(
+        Input::Widget(WidgetEvent::InvalidToken { screen: None }),
+        T0,
+    );
+    assert_eq!(e.poll_action(), Some(Action::AcquireLock));
+    e.handle(Input::LockGranted { stored }, T0);
+    assert!(matches!(
+        e.poll_action(),
+        Some(Action::Send {
+            request: Request::Refresh,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn without_cross_tab_no_lock_is_taken() {
+    let mut c = config();
+    c.cross_tab = false;
+    let mut w = tab_with_token(c, "SECRET-stored", 60 * MIN);
+    w.input(0, expired("x"));
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    let all = &w.tabs[0].actions;
+    assert!(!all.iter().any(|a| matches!(
+        a,
+        Action::AcquireLock | Action::ReleaseLock | Action::BroadcastTokenReplaced { .. }
+    )));
+}
+
+// ----- 6. failures --------------------------------------------------------
+
+#[test]
+fn transient_failures_retry_with_exponential_backoff_and_full_jitter() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    let outcomes = [
+        ReplyOutcome::Timeout,
+        ReplyOutcome::Network,
+        status(500),
+        status(502),
+    ];
+    let reasons = [
+        FailureReason::Timeout,
+        FailureReason::Network,
+        FailureReason::ServerError,
+        FailureReason::ServerError,
+    ];
+    for (n, outcome) in outcomes.into_iter().enumerate() {
+        let attempt = n as u32 + 1;
+        w.respond(0, outcome);
+        let f = failures(&w.take(0));
+        let (a, retry_in, reason) = f.last().copied().expect("refresh-failed emitted");
+        assert_eq!((a, reason), (attempt, reasons[n]));
+        let retry_in = retry_in.expect("a retry is planned");
+        assert!(retry_in <= 1000 << n, "attempt {attempt}: {retry_in} ms");
+        assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
+        assert!(w.tabs[0].has_valid_token(w.now), "the token stays in use");
+        let sent = w.now;
+        w.advance(retry_in);
+        assert_eq!(w.pending(0).map(|f| f.sent_at), Some(sent + retry_in));
+    }
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.tabs[0].token(), Some(fresh));
+}
+
+#[test]
+fn throttled_replies_wait_at_least_retry_after() {
+    for code in [429, 503] {
+        let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+        run_to_refresh(&mut w);
+        let t = w.now;
+        w.respond(0, throttled(code, 45 * SEC));
+        let f = failures(&w.take(0));
+        assert_eq!(f[0].2, FailureReason::Throttled);
+        assert!(f[0].1.expect("retry planned") >= 45 * SEC);
+        w.advance(45 * SEC - 1);
+        assert!(w.pending(0).is_none());
+        w.advance(f[0].1.expect("retry planned") - (45 * SEC - 1));
+        assert_eq!(
+            w.pending(0).map(|f| f.sent_at),
+            Some(t + f[0].1.expect("x"))
+        );
+    }
+}
+
+#[test]
+fn offline_pauses_retries_until_online() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.input(0, Input::Online(false));
+    w.respond(0, ReplyOutcome::Network);
+    w.advance(30 * MIN);
+    assert!(w.pending(0).is_none(), "no attempt while offline");
+    assert_eq!(w.refreshes_sent(), 1);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
+    w.input(0, Input::Online(true));
+    assert_eq!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Refresh)
+    );
+}
+
+#[test]
+fn gives_up_after_max_attempts_and_keeps_the_valid_token() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    for _ in 0..7 {
+        w.respond(0, status(503));
+        w.advance(w.next_deadline().expect("retry planned") - w.now);
+    }
+    w.input(0, Input::Api(ApiCall::Refresh));
+    w.respond(0, status(503));
+    assert_eq!(w.refreshes_sent(), 8);
+    let f = failures(&w.take(0));
+    assert_eq!(f.last().map(|f| (f.0, f.1)), Some((8, None)));
+    assert_eq!(
+        w.tabs[0].refresh_results,
+        [Err(ApiError::BackendUnavailable)]
+    );
+    assert_eq!(w.tabs[0].token().as_deref(), Some("SECRET-stored"));
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    assert_eq!(w.storage.token.as_deref(), Some("SECRET-stored"));
+}
+
+#[test]
+fn a_401_ends_the_session_with_reason_server_in_every_tab() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-stored", T0 + 60 * MIN);
+    w.start_all();
+    w.input(0, expired("x"));
+    w.respond(0, status(401));
+    for (i, reason) in [EndReason::Server, EndReason::Tab].into_iter().enumerate() {
+        assert_eq!(w.tabs[i].engine.session(), &SessionState::Ended(reason));
+        assert!(w.tabs[i].events.contains(&Event::Ended { reason }));
+    }
+    assert_eq!(w.storage, StoredEntries::default());
+    assert!(w.tabs[0].actions.contains(&Action::ClearToken));
+}
+
+#[test]
+fn malformed_replies_are_failures_and_never_stored() {
+    use JsonScalar::*;
+    let cases = [
+        (ReplyOutcome::SuccessUnparsed, MalformedReply::NotJson),
+        (
+            raw_reply(Missing, Number(3600.0)),
+            MalformedReply::MissingToken,
+        ),
+        (
+            raw_reply(Null, Number(3600.0)),
+            MalformedReply::MissingToken,
+        ),
+        (
+            raw_reply(String("SECRET bad token".into()), Number(3600.0)),
+            MalformedReply::BadToken,
+        ),
+        (
+            raw_reply(String("x".repeat(4097)), Number(3600.0)),
+            MalformedReply::BadToken,
+        ),
+        (
+            raw_reply(String("SECRET-t".into()), Number(0.0)),
+            MalformedReply::BadExpiresIn,
+        ),
+        (
+            raw_reply(String("SECRET-t".into()), Number(86_401.0)),
+            MalformedReply::BadExpiresIn,
+        ),
+        (
+            raw_reply(String("SECRET-t".into()), String("3600".into())),
+            MalformedReply::BadExpiresIn,
+        ),
+    ];
+    for (outcome, why) in cases {
+        let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+        run_to_refresh(&mut w);
+        w.take(0);
+        w.respond(0, outcome);
+        let actions = w.take(0);
+        assert!(!wrote_token(&actions), "{why:?}");
+        assert_eq!(warnings(&actions), [WarningCode::BadBackendReply]);
+        assert_eq!(failures(&actions)[0].2, FailureReason::Malformed(why));
+        assert_eq!(w.storage.token.as_deref(), Some("SECRET-stored"));
+        assert_eq!(w.tabs[0].token().as_deref(), Some("SECRET-stored"));
+    }
+}
+
+#[test]
+fn other_client_errors_give_up_at_once_and_keep_the_token() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.respond(0, status(403));
+    let f = failures(&w.take(0));
+    assert_eq!(f, [(1, None, FailureReason::Rejected)]);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+}
+
+// ----- 7. logout ----------------------------------------------------------
+
+#[test]
+fn widget_logout_cancels_the_refresh_clears_and_tells_backend_and_tabs() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-stored", T0 + 60 * MIN);
+    w.start_all();
+    w.input(0, expired("x"));
+    let f = w.take_request(0).expect("refresh in flight");
+    w.take(0);
+    w.input(0, Input::Widget(WidgetEvent::SessionEnded));
+    let actions = w.take(0);
+    assert_eq!(actions[0], Action::Abort(f.id));
+    assert!(actions.contains(&Action::ClearToken));
+    assert!(actions.contains(&Action::BroadcastSessionEnded));
+    assert!(actions.contains(&Action::Emit(Event::Ended {
+        reason: EndReason::Logout
+    })));
+    assert!(
+        !actions.contains(&Action::EndCaptureSession),
+        "the widget ended it already"
+    );
+    assert_eq!(w.count_sent(0, |r| *r == Request::End), 1);
+    // The late reply of the aborted refresh brings nothing back.
+    w.input(
+        0,
+        Input::Reply {
+            id: f.id,
+            outcome: ok("SECRET-late", 3600),
+        },
+    );
+    assert!(!wrote_token(&w.take(0)));
+    assert_eq!(w.storage, StoredEntries::default());
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Ended);
+    assert_eq!(
+        w.tabs[1].engine.session(),
+        &SessionState::Ended(EndReason::Tab)
+    );
+    assert_eq!(w.lock_holder, None);
+    assert_eq!(w.next_deadline(), None, "timers cancelled");
+}
+
+#[test]
+fn end_api_ends_the_widget_session_too() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, Input::Api(ApiCall::End));
+    let actions = w.take(0);
+    assert!(actions.contains(&Action::EndCaptureSession));
+    assert!(actions.contains(&Action::ClearToken));
+    assert_eq!(w.count_sent(0, |r| *r == Request::End), 1);
+    // The widget's onCaptureSessionEnded for our call does not end it twice.
+    assert_eq!(
+        w.tabs[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Ended { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_ended_session_stays_ended_until_a_new_login() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-stored", T0 + 60 * MIN);
+    w.start_all();
+    w.input(0, Input::Api(ApiCall::End));
+    // Another tab somehow writes a token and tells us; the widget complains; the API is called.
+    w.store("SECRET-other", w.now + 60 * MIN);
+    w.tabs[0].inbox.push_back(Msg::TokenNews);
+    w.input(0, expired("x"));
+    w.input(0, Input::Api(ApiCall::Refresh));
+    w.advance(3 * 60 * MIN);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Ended);
+    assert_eq!(w.tabs[0].refresh_results, [Err(ApiError::SessionEnded)]);
+    assert_eq!(w.refreshes_sent(), 0);
+    // A new login brings a session back.
+    let token = w.mint("login");
+    w.input(0, login(&token, "uuid-2"));
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+    assert_eq!(w.tabs[0].token(), Some(token));
+}
+
+// ----- 8. start-up --------------------------------------------------------
+
+#[test]
+fn startup_adopts_a_valid_stored_token_and_schedules_it() {
+    let mut w = World::new(config(), 1);
+    w.store("SECRET-stored", T0 + 40 * MIN);
+    w.start_all();
+    let actions = w.take(0);
+    assert_eq!(
+        actions,
+        [
+            Action::Emit(Event::Active {
+                expires_at: T0 + 40 * MIN,
+                source: ActiveSource::Storage
+            }),
+            Action::SettleReady
+        ]
+    );
+    assert_eq!(w.next_deadline(), Some(T0 + 35 * MIN));
+}
+
+#[test]
+fn startup_with_an_expired_or_missing_token_refreshes_once_before_ready() {
+    for stored in [Some(T0 - 1000), None] {
+        let mut w = World::new(config(), 1);
+        if let Some(at) = stored {
+            w.store("SECRET-stored", at);
+        }
+        w.start_all();
+        assert_eq!(w.tabs[0].ready_settled, 0, "ready waits for the refresh");
+        assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
+        let fresh = w.mint("srv");
+        w.respond(0, ok(&fresh, 3600));
+        assert_eq!(w.tabs[0].ready_settled, 1);
+        assert_eq!(w.tabs[0].token(), Some(fresh));
+        assert!(w.tabs[0].events.contains(&Event::Refreshed {
+            expires_at: w.now + 3600 * SEC,
+            trigger: RefreshTrigger::Startup
+        }));
+        assert_eq!(w.refreshes_sent(), 1);
+    }
+}
+
+#[test]
+fn startup_refresh_without_backend_session_resolves_ready_with_no_session() {
+    let mut w = World::new(config(), 1);
+    w.start_all();
+    w.respond(0, status(401));
+    assert_eq!(w.tabs[0].ready_settled, 1);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::None);
+    assert!(!w.tabs[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Ended { .. })));
+}
+
+#[test]
+fn startup_with_corrupt_entries_warns_and_starts_without_a_session() {
+    let cases = [
+        (Some("not a token"), Some("Tue, 29 Mar 2033 00:24:21 GMT")),
+        (Some("SECRET-ok"), Some("garbage")),
+        (Some("SECRET-ok"), None),
+        (Some("SECRET-ok"), Some("Tue, 29 Mar 2033 00:24:21 GMT")), // absurdly far
+        (
+            Some("SECRET\u{0}ctl"),
+            Some("Tue, 29 Mar 2033 00:24:21 GMT"),
+        ),
+    ];
+    for (token, expires) in cases {
+        let mut w = World::new(config(), 1);
+        w.storage = StoredEntries {
+            token: token.map(String::from),
+            expires: expires.map(String::from),
+        };
+        w.start_all();
+        let actions = w.take(0);
+        assert_eq!(
+            warnings(&actions),
+            [WarningCode::StoredDataInvalid],
+            "{token:?} {expires:?}"
+        );
+        assert_eq!(w.tabs[0].engine.expires_at(), None);
+        // ... then behaves like a missing token: one refresh, ready after it.
+        w.respond(0, status(401));
+        assert_eq!(w.tabs[0].engine.state(), PublicState::None);
+        assert_eq!(w.tabs[0].ready_settled, 1);
+    }
+}
+
+#[test]
+fn startup_transient_failure_resolves_ready_and_keeps_retrying() {
+    let mut w = World::new(config(), 1);
+    w.start_all();
+    w.respond(0, ReplyOutcome::Network);
+    assert_eq!(w.tabs[0].ready_settled, 1);
+    w.advance(w.next_deadline().expect("retry") - w.now);
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+}
+
+// ----- 9. time ------------------------------------------------------------
+
+#[test]
+fn expiry_is_local_receive_time_plus_expires_in() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.now += 7 * SEC; // a slow reply
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 1800));
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(w.now + 1800 * SEC));
+}
+
+#[test]
+fn a_clock_set_back_keeps_the_remaining_time() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.advance(10 * MIN);
+    w.input(0, Input::Visible(false));
+    // The user sets the clock back an hour: 50 minutes of token life remain.
+    w.set_clock(w.now - 60 * MIN);
+    w.input(0, Input::Visible(true));
+    assert!(warnings(&w.take(0)).contains(&WarningCode::ClockJump));
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(w.now + 50 * MIN));
+    assert_eq!(w.next_deadline(), Some(w.now + 45 * MIN));
+}
+
+#[test]
+fn waking_from_sleep_past_the_refresh_time_refreshes_at_once() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    // The laptop sleeps for 58 minutes; no timer fired.
+    w.set_clock(T0 + 58 * MIN);
+    w.input(0, Input::Visible(true));
+    assert!(warnings(&w.take(0)).contains(&WarningCode::ClockJump));
+    assert_eq!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Refresh)
+    );
+}
+
+#[test]
+fn waking_after_expiry_with_the_backend_down_ends_expired() {
+    let mut c = config();
+    c.retry.max_attempts = 1;
+    let mut w = tab_with_token(c, "SECRET-stored", 60 * MIN);
+    w.set_clock(T0 + 3 * 60 * MIN);
+    w.input(0, Input::Visible(true));
+    w.respond(0, ReplyOutcome::Network);
+    assert_eq!(
+        w.tabs[0].engine.session(),
+        &SessionState::Ended(EndReason::Expired)
+    );
+}
+
+// ----- API and environment ------------------------------------------------
+
+#[test]
+fn detach_stops_everything_and_settles_promises() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, Input::Api(ApiCall::Refresh));
+    let f = w.pending(0).expect("refresh in flight").clone();
+    w.take(0);
+    w.input(0, Input::Api(ApiCall::Detach));
+    let actions = w.take(0);
+    assert_eq!(
+        actions,
+        [
+            Action::Abort(f.id),
+            Action::ReleaseLock,
+            Action::SettleRefresh(Err(ApiError::Detached))
+        ]
+    );
+    assert_eq!(w.tabs[0].engine.poll_timeout(), None);
+    w.input(0, expired("x"));
+    w.input(0, Input::Widget(WidgetEvent::SessionEnded));
+    assert!(w.take(0).is_empty());
+}
+
+#[test]
+fn storage_failure_warns_once_and_keeps_working() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, Input::StorageFailed);
+    w.input(0, Input::StorageFailed);
+    assert_eq!(warnings(&w.take(0)), [WarningCode::StorageUnavailable]);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
+}
+
+#[test]
+fn another_tabs_token_is_adopted_and_announced() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-stored", T0 + 60 * MIN);
+    w.start_all();
+    w.input(1, expired("x"));
+    let fresh = w.mint("srv");
+    w.respond(1, ok(&fresh, 3600));
+    assert_eq!(w.tabs[0].token(), Some(fresh.clone()));
+    assert_eq!(w.tabs[0].widget_token, Some(fresh));
+    assert!(w.tabs[0].events.contains(&Event::Active {
+        expires_at: (w.now + 3600 * SEC) / 1000 * 1000,
+        source: ActiveSource::Tab
+    }));
+}

@@ -1,0 +1,578 @@
+//! A simulated browser for the engine, in the spirit of quinn's test `Pair`:
+//! several tabs of one origin sharing localStorage, a Web Lock and a
+//! BroadcastChannel, a virtual clock, and a backend whose replies the test
+//! scripts. The world executes every action the engines emit and checks, as it
+//! goes, the invariants that must hold in every interleaving.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+
+use capture_session_core::engine::*;
+use capture_session_core::wire::{JsonScalar, RawTokenReply};
+use capture_session_core::{format_http_date, parse_http_date, AccessToken, Config, Engine};
+
+/// The virtual clock starts here (2023-11-14).
+pub const T0: Millis = 1_700_000_000_000;
+/// Every secret the tests make contains this, so leaks are easy to find.
+pub const SECRET: &str = "SECRET";
+
+/// A message waiting to be delivered to a tab.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    /// An input as is.
+    Input(Input),
+    /// The lock was granted; storage is read at delivery time.
+    LockGranted,
+    /// Another tab broadcast a token replacement; storage is read at delivery time.
+    TokenNews,
+}
+
+/// One browser tab: an engine plus what the page around it saw.
+pub struct Tab {
+    pub engine: Engine,
+    pub inbox: VecDeque<Msg>,
+    /// Every action executed, in order.
+    pub actions: Vec<Action>,
+    /// Actions since the last `take`.
+    pub fresh: Vec<Action>,
+    pub events: Vec<Event>,
+    /// What the widget holds after `createCaptureSession` / `endCaptureSession`.
+    pub widget_token: Option<String>,
+    pub renders: Vec<String>,
+    pub ready_settled: u32,
+    pub refresh_results: Vec<Result<(), ApiError>>,
+    /// The tab emitted `ended` and has not seen a new login since.
+    pub ended_since_login: bool,
+    /// Requests and triggers in the current token's epoch (invariant 4).
+    pub epoch_token: Option<String>,
+    pub epoch_requests: u32,
+    pub epoch_triggers: u32,
+}
+
+/// A backend request in flight.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    pub tab: usize,
+    pub id: RequestId,
+    pub request: Request,
+    pub sent_at: Millis,
+}
+
+/// The simulated browser.
+pub struct World {
+    pub now: Millis,
+    pub config: Config,
+    pub tabs: Vec<Tab>,
+    /// localStorage: `janrainCaptureToken` and `janrainCaptureToken_Expires`.
+    pub storage: StoredEntries,
+    pub lock_holder: Option<usize>,
+    pub lock_queue: VecDeque<usize>,
+    pub in_flight: Vec<InFlight>,
+    /// Every request ever sent: (tab, request, time).
+    pub sent: Vec<(usize, Request, Millis)>,
+    /// Whether `createCaptureSession` makes the widget fire `onCaptureSessionCreated`.
+    pub widget_echoes_session_created: bool,
+    /// How long the widget believes a session created by `createCaptureSession` lasts.
+    pub widget_lifetime_ms: u64,
+    /// The most refresh requests ever in flight at once, across tabs.
+    pub max_refreshes_in_flight: usize,
+    /// Tokens the test has minted, for the leak check.
+    pub minted: u32,
+}
+
+/// A 200 reply with `accessToken` and `expiresIn`.
+pub fn ok(token: &str, expires_in: u64) -> ReplyOutcome {
+    ReplyOutcome::Success(RawTokenReply {
+        access_token: JsonScalar::String(token.into()),
+        expires_in: JsonScalar::Number(expires_in as f64),
+        uuid: JsonScalar::Missing,
+    })
+}
+
+/// An error reply.
+pub fn status(status: u16) -> ReplyOutcome {
+    ReplyOutcome::Status {
+        status,
+        error: None,
+        retry_after_ms: None,
+    }
+}
+
+/// A throttling reply with `Retry-After`.
+pub fn throttled(status: u16, retry_after_ms: u64) -> ReplyOutcome {
+    ReplyOutcome::Status {
+        status,
+        error: None,
+        retry_after_ms: Some(retry_after_ms),
+    }
+}
+
+/// A token-mode login event.
+pub fn login(token: &str, uuid: &str) -> Input {
+    Input::Widget(WidgetEvent::LoginSuccess {
+        access_token: Some(AccessToken::new(token)),
+        authorization_code: None,
+        uuid: Some(uuid.into()),
+        one_time: false,
+        widget_expires_at: None,
+        redirect_uri: None,
+    })
+}
+
+impl Tab {
+    fn new(engine: Engine) -> Tab {
+        Tab {
+            engine,
+            inbox: VecDeque::new(),
+            actions: Vec::new(),
+            fresh: Vec::new(),
+            events: Vec::new(),
+            widget_token: None,
+            renders: Vec::new(),
+            ready_settled: 0,
+            refresh_results: Vec::new(),
+            ended_since_login: false,
+            epoch_token: None,
+            epoch_requests: 0,
+            epoch_triggers: 1,
+        }
+    }
+
+    /// The session's token, as a string (test tokens are not secret to the test).
+    pub fn token(&self) -> Option<String> {
+        match self.engine.session() {
+            SessionState::Active(s) => s.token.as_ref().map(|t| t.expose().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Whether the engine holds a token that is valid at `now`.
+    pub fn has_valid_token(&self, now: Millis) -> bool {
+        match self.engine.session() {
+            SessionState::Active(s) => s.token.is_some() && s.expires_at > now,
+            _ => false,
+        }
+    }
+}
+
+impl World {
+    /// A world of `tabs` tabs sharing `config`; nothing started yet.
+    pub fn new(config: Config, tabs: usize) -> World {
+        let tabs = (0..tabs)
+            .map(|i| Tab::new(Engine::new(config.clone(), T0, 7 + i as u64)))
+            .collect();
+        World {
+            now: T0,
+            config,
+            tabs,
+            storage: StoredEntries::default(),
+            lock_holder: None,
+            lock_queue: VecDeque::new(),
+            in_flight: Vec::new(),
+            sent: Vec::new(),
+            widget_echoes_session_created: true,
+            widget_lifetime_ms: 3_600_000,
+            max_refreshes_in_flight: 0,
+            minted: 0,
+        }
+    }
+
+    /// Stores a token the way the widget does.
+    pub fn store(&mut self, token: &str, expires_at: Millis) {
+        self.storage = StoredEntries {
+            token: Some(token.into()),
+            expires: Some(format_http_date(expires_at)),
+        };
+    }
+
+    /// Starts every tab with what storage holds, and settles.
+    pub fn start_all(&mut self) {
+        for i in 0..self.tabs.len() {
+            let stored = self.storage.clone();
+            self.send(i, Input::Startup(stored));
+        }
+        self.settle();
+    }
+
+    /// Queues an input for tab `i`.
+    pub fn send(&mut self, i: usize, input: Input) {
+        self.tabs[i].inbox.push_back(Msg::Input(input));
+    }
+
+    /// Queues an input for tab `i` and settles the world.
+    pub fn input(&mut self, i: usize, input: Input) {
+        self.send(i, input);
+        self.settle();
+    }
+
+    /// Delivers every queued message, round robin, until all inboxes are empty.
+    pub fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut any = false;
+            for i in 0..self.tabs.len() {
+                if self.deliver(i) {
+                    any = true;
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("the world did not settle: a message loop");
+    }
+
+    /// Delivers one queued message to tab `i`; false when its inbox is empty.
+    pub fn deliver(&mut self, i: usize) -> bool {
+        let Some(msg) = self.tabs[i].inbox.pop_front() else {
+            return false;
+        };
+        let input = match msg {
+            Msg::Input(input) => input,
+            Msg::LockGranted => Input::LockGranted {
+                stored: self.storage.clone(),
+            },
+            Msg::TokenNews => {
+                let (Some(token), Some(at)) = (
+                    self.storage.token.clone(),
+                    self.storage.expires.as_deref().and_then(parse_http_date),
+                ) else {
+                    return true; // the entry is gone again: nothing to read
+                };
+                Input::Tab(TabNews::TokenReplaced {
+                    token: AccessToken::new(token),
+                    expires_at: at,
+                })
+            }
+        };
+        self.handle(i, input);
+        true
+    }
+
+    /// Feeds `input` to tab `i` now, executes the resulting actions and checks invariants.
+    pub fn handle(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        let pre_valid = self.tabs[i].has_valid_token(now);
+        let protective = match &input {
+            Input::Reply { outcome, .. } => is_transient(outcome),
+            Input::Online(_)
+            | Input::Visible(_)
+            | Input::StorageFailed
+            | Input::LockGranted { .. }
+            | Input::Tab(TabNews::TokenReplaced { .. }) => true,
+            _ => false,
+        };
+        let tab = &mut self.tabs[i];
+        match &input {
+            Input::Widget(WidgetEvent::LoginSuccess {
+                one_time: false, ..
+            }) => {
+                tab.ended_since_login = false;
+                tab.epoch_triggers += 1;
+            }
+            Input::Widget(
+                WidgetEvent::ExpiredToken { .. }
+                | WidgetEvent::InvalidToken { .. }
+                | WidgetEvent::AccessDenied { .. }
+                | WidgetEvent::SaveFailed { .. },
+            )
+            | Input::Api(ApiCall::Refresh) => tab.epoch_triggers += 1,
+            _ => {}
+        }
+        tab.engine.handle(input, now);
+        let cleared = self.drain(i);
+        self.check_after(i, pre_valid && protective, cleared);
+    }
+
+    /// Calls `handle_timeout` on tab `i` and executes the result.
+    pub fn fire(&mut self, i: usize) {
+        let now = self.now;
+        let pre_valid = self.tabs[i].has_valid_token(now);
+        self.tabs[i].engine.handle_timeout(now);
+        let cleared = self.drain(i);
+        self.check_after(i, pre_valid, cleared);
+    }
+
+    /// Invariants after tab `i` handled something: a valid token survives
+    /// inputs that are not a logout (3), and the request count per token is bounded (4).
+    fn check_after(&mut self, i: usize, must_keep_token: bool, cleared: bool) {
+        let now = self.now;
+        let max_attempts = self.config.retry.max_attempts;
+        let tab = &mut self.tabs[i];
+        if must_keep_token {
+            assert!(
+                !cleared,
+                "tab {i}: a valid token was cleared by a transient event"
+            );
+            assert!(
+                tab.has_valid_token(now),
+                "tab {i}: a valid token was dropped by a transient event: {:?}",
+                tab.engine.session()
+            );
+        }
+        assert!(
+            tab.epoch_requests <= max_attempts * tab.epoch_triggers,
+            "tab {i}: {} requests for one token with {} triggers",
+            tab.epoch_requests,
+            tab.epoch_triggers
+        );
+        let token = tab.token();
+        if token != tab.epoch_token {
+            tab.epoch_token = token;
+            tab.epoch_requests = 0;
+            tab.epoch_triggers = 1;
+        }
+        if tab.ended_since_login {
+            assert_eq!(
+                tab.engine.state(),
+                PublicState::Ended,
+                "tab {i}: ended is sticky"
+            );
+        }
+    }
+
+    /// Executes tab `i`'s pending actions; returns whether storage was cleared.
+    pub fn drain(&mut self, i: usize) -> bool {
+        let mut cleared = false;
+        while let Some(action) = self.tabs[i].engine.poll_action() {
+            let text = format!("{action:?}");
+            assert!(
+                !text.contains(SECRET),
+                "an action's Debug leaks a secret: {text}"
+            );
+            if self.tabs[i].ended_since_login {
+                assert!(
+                    !matches!(
+                        action,
+                        Action::WriteToken { .. }
+                            | Action::CreateCaptureSession(_)
+                            | Action::BroadcastTokenReplaced { .. }
+                            | Action::Send {
+                                request: Request::Refresh | Request::Start(_),
+                                ..
+                            }
+                            | Action::Emit(Event::Active { .. } | Event::Refreshed { .. })
+                    ),
+                    "tab {i}: {action:?} after the session ended"
+                );
+            }
+            self.tabs[i].actions.push(action.clone());
+            self.tabs[i].fresh.push(action.clone());
+            match action {
+                Action::WriteToken { token, expires_at } => {
+                    self.storage = StoredEntries {
+                        token: Some(token.expose().into()),
+                        expires: Some(format_http_date(expires_at)),
+                    };
+                }
+                Action::ClearToken => {
+                    cleared = true;
+                    self.storage = StoredEntries::default();
+                }
+                Action::Send { id, request } => {
+                    self.sent.push((i, request.clone(), self.now));
+                    if request == Request::End {
+                        continue; // fire and forget (keepalive)
+                    }
+                    self.tabs[i].epoch_requests += 1;
+                    let is_refresh = request == Request::Refresh;
+                    assert!(
+                        !self.in_flight.iter().any(|f| f.tab == i),
+                        "tab {i} sent a second request while one is in flight"
+                    );
+                    self.in_flight.push(InFlight {
+                        tab: i,
+                        id,
+                        request,
+                        sent_at: self.now,
+                    });
+                    if is_refresh {
+                        let n = self
+                            .in_flight
+                            .iter()
+                            .filter(|f| f.request == Request::Refresh)
+                            .count();
+                        self.max_refreshes_in_flight = self.max_refreshes_in_flight.max(n);
+                        if self.config.cross_tab {
+                            assert!(n <= 1, "{n} refresh requests in flight at once");
+                            assert_eq!(
+                                self.lock_holder,
+                                Some(i),
+                                "tab {i} refreshed without holding the lock"
+                            );
+                        }
+                    }
+                }
+                Action::Abort(id) => self.in_flight.retain(|f| !(f.tab == i && f.id == id)),
+                Action::CreateCaptureSession(token) => {
+                    let t = token.expose().to_string();
+                    self.tabs[i].widget_token = Some(t.clone());
+                    // The widget stores the token with its own idea of the expiry.
+                    self.store(&t, self.now + self.widget_lifetime_ms);
+                    if self.widget_echoes_session_created {
+                        self.send(
+                            i,
+                            Input::Widget(WidgetEvent::SessionCreated {
+                                access_token: Some(token),
+                            }),
+                        );
+                    }
+                }
+                Action::EndCaptureSession => {
+                    self.tabs[i].widget_token = None;
+                    self.storage = StoredEntries::default();
+                    self.send(i, Input::Widget(WidgetEvent::SessionEnded));
+                }
+                Action::RenderScreen(screen) => self.tabs[i].renders.push(screen),
+                Action::Emit(event) => {
+                    let text = format!("{event:?}");
+                    assert!(!text.contains(SECRET), "an event leaks a secret: {text}");
+                    if let Event::Ended { .. } = event {
+                        self.tabs[i].ended_since_login = true;
+                    }
+                    self.tabs[i].events.push(event);
+                }
+                Action::AcquireLock => {
+                    assert!(
+                        self.lock_holder != Some(i) && !self.lock_queue.contains(&i),
+                        "tab {i} asked for the lock twice"
+                    );
+                    if self.lock_holder.is_none() {
+                        self.lock_holder = Some(i);
+                        self.tabs[i].inbox.push_back(Msg::LockGranted);
+                    } else {
+                        self.lock_queue.push_back(i);
+                    }
+                }
+                Action::ReleaseLock => {
+                    assert_eq!(
+                        self.lock_holder,
+                        Some(i),
+                        "tab {i} released a lock it does not hold"
+                    );
+                    self.lock_holder = self.lock_queue.pop_front();
+                    if let Some(next) = self.lock_holder {
+                        self.tabs[next].inbox.push_back(Msg::LockGranted);
+                    }
+                }
+                Action::BroadcastTokenReplaced { .. } => {
+                    for j in 0..self.tabs.len() {
+                        if j != i {
+                            self.tabs[j].inbox.push_back(Msg::TokenNews);
+                        }
+                    }
+                }
+                Action::BroadcastSessionEnded => {
+                    for j in 0..self.tabs.len() {
+                        if j != i {
+                            self.send(j, Input::Tab(TabNews::SessionEnded));
+                        }
+                    }
+                }
+                Action::SettleReady => {
+                    self.tabs[i].ready_settled += 1;
+                    assert_eq!(
+                        self.tabs[i].ready_settled, 1,
+                        "tab {i}: ready settled twice"
+                    );
+                }
+                Action::SettleRefresh(r) => self.tabs[i].refresh_results.push(r),
+            }
+        }
+        cleared
+    }
+
+    /// The request tab `i` has in flight.
+    pub fn pending(&self, i: usize) -> Option<&InFlight> {
+        self.in_flight.iter().find(|f| f.tab == i)
+    }
+
+    /// Answers tab `i`'s request in flight with `outcome` (delivered at once), and settles.
+    pub fn respond(&mut self, i: usize, outcome: ReplyOutcome) -> Request {
+        let f = self.take_request(i).expect("a request in flight");
+        self.handle(i, Input::Reply { id: f.id, outcome });
+        self.settle();
+        f.request
+    }
+
+    /// Removes tab `i`'s request from the network (its reply is to be delivered by the caller).
+    pub fn take_request(&mut self, i: usize) -> Option<InFlight> {
+        let pos = self.in_flight.iter().position(|f| f.tab == i)?;
+        Some(self.in_flight.remove(pos))
+    }
+
+    /// The earliest deadline of any tab.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.tabs
+            .iter()
+            .filter_map(|t| t.engine.poll_timeout())
+            .min()
+    }
+
+    /// Lets `ms` pass, firing every timer on time and settling after each.
+    pub fn advance(&mut self, ms: u64) {
+        let target = self.now + ms;
+        for _ in 0..100_000 {
+            match self.next_deadline() {
+                Some(d) if d <= target => {
+                    self.now = self.now.max(d);
+                    for i in 0..self.tabs.len() {
+                        if self.tabs[i]
+                            .engine
+                            .poll_timeout()
+                            .is_some_and(|d| d <= self.now)
+                        {
+                            self.fire(i);
+                        }
+                    }
+                    self.settle();
+                }
+                _ => {
+                    self.now = target;
+                    return;
+                }
+            }
+        }
+        panic!("timers keep firing: a timer loop");
+    }
+
+    /// Moves the wall clock without firing timers (a sleep, or the user setting the clock).
+    pub fn set_clock(&mut self, now: Millis) {
+        self.now = now;
+    }
+
+    /// A fresh secret token.
+    pub fn mint(&mut self, what: &str) -> String {
+        self.minted += 1;
+        format!("{SECRET}-{what}-{}", self.minted)
+    }
+
+    /// Actions of tab `i` since the last call.
+    pub fn take(&mut self, i: usize) -> Vec<Action> {
+        std::mem::take(&mut self.tabs[i].fresh)
+    }
+
+    /// Requests ever sent by tab `i` matching `pred`.
+    pub fn count_sent(&self, i: usize, pred: impl Fn(&Request) -> bool) -> usize {
+        self.sent
+            .iter()
+            .filter(|(t, r, _)| *t == i && pred(r))
+            .count()
+    }
+
+    /// Refresh requests ever sent, all tabs.
+    pub fn refreshes_sent(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|(_, r, _)| *r == Request::Refresh)
+            .count()
+    }
+}
+
+/// Whether a reply outcome is a transient failure (one that must never cost a valid token).
+pub fn is_transient(outcome: &ReplyOutcome) -> bool {
+    match outcome {
+        ReplyOutcome::Success(raw) => raw.clone().validate(false).is_err(),
+        ReplyOutcome::SuccessUnparsed | ReplyOutcome::Timeout | ReplyOutcome::Network => true,
+        ReplyOutcome::Status { status, .. } => *status != 401,
+    }
+}
