@@ -1,2 +1,77 @@
-//! capture-session-server (being built).
-fn main() {}
+//! `capture-session-server`: see `--help`.
+
+use std::process::ExitCode;
+
+use capture_session_server::app::run_simulator;
+use capture_session_server::cli::{Cli, Command};
+use capture_session_server::settings::Settings;
+use capture_session_server::sim::SimConfig;
+use capture_session_server::Server;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("capture-session-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Some(Command::Simulator(args)) => {
+            let config = SimConfig::from_args(&args.sim)?;
+            let listener = tokio::net::TcpListener::bind(args.listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, "Identity Cloud simulator listening");
+            run_simulator(listener, config, shutdown_signal()).await?;
+        }
+        None => {
+            let settings = Settings::from_args(cli.server)?;
+            let simulate = settings.simulate;
+            let server = Server::bind(settings).await?;
+            let addr = server.local_addr();
+            if simulate {
+                tracing::info!(
+                    "demo and simulator at http://{addr}/ (Identity Cloud simulator under /sim)"
+                );
+            } else {
+                tracing::info!(%addr, "capture-session-server listening");
+            }
+            server.run(shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

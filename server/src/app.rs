@@ -1,0 +1,274 @@
+//! Assembles the server: state, routes, listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::services::ServeDir;
+
+use crate::admin::{self, AdminState};
+use crate::capture::CaptureClient;
+use crate::contract;
+use crate::settings::{ConfigError, Settings, StaticDirs, StoreConfig};
+use crate::sim::{self, SimConfig, Simulator};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::{SessionStore, StoreError};
+
+/// Name of the session cookie when served over HTTPS.
+pub const SECURE_COOKIE_NAME: &str = "__Host-capture-session";
+/// Name of the session cookie with `--insecure-localhost-cookies`.
+pub const INSECURE_COOKIE_NAME: &str = "capture-session";
+
+/// Shared state of the request handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub settings: Arc<Settings>,
+    /// Sessions.
+    pub store: SessionStore,
+    /// Identity Cloud.
+    pub capture: CaptureClient,
+    /// Counters and simulated outages.
+    pub admin: Arc<AdminState>,
+    /// Allowed page origins (lowercase); empty: same host as the request.
+    pub allowed_origins: Arc<Vec<String>>,
+    /// The session cookie's name.
+    pub cookie_name: &'static str,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad flags.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The session store is unreachable.
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds the listener, connects the store and builds the routes.
+    pub async fn bind(mut settings: Settings) -> Result<Server, StartupError> {
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        let simulator = if settings.simulate {
+            let config =
+                SimConfig::from_args(&settings.sim).map_err(|reason| ConfigError::Invalid {
+                    flag: "--sim-user",
+                    reason,
+                })?;
+            Some(Simulator::new(config))
+        } else {
+            None
+        };
+        let reach = if local_addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], local_addr.port()))
+        } else {
+            local_addr
+        };
+        let capture_url = match settings.capture_url.clone() {
+            Some(url) => url,
+            None => format!("http://{reach}/sim"),
+        };
+        settings.capture_url = Some(capture_url.clone());
+        let mut allowed_origins = settings.allowed_origins.clone();
+        if settings.simulate && allowed_origins.is_empty() && !local_addr.ip().is_unspecified() {
+            allowed_origins.push(format!("http://{local_addr}"));
+            if local_addr.ip().is_loopback() {
+                allowed_origins.push(format!("http://localhost:{}", local_addr.port()));
+            }
+        }
+        let store = match &settings.store {
+            StoreConfig::Memory => SessionStore::Memory(MemoryStore::new()),
+            StoreConfig::Redis { url, prefix } => {
+                SessionStore::Redis(RedisStore::connect(url.expose(), prefix).await?)
+            }
+        };
+        let capture = CaptureClient::new(capture_url, &settings)?;
+        let cookie_name = if settings.insecure_cookies {
+            INSECURE_COOKIE_NAME
+        } else {
+            SECURE_COOKIE_NAME
+        };
+        let static_dirs = settings.static_dirs.clone();
+        let simulate = settings.simulate;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            capture,
+            admin: Arc::new(AdminState::default()),
+            allowed_origins: Arc::new(allowed_origins),
+            cookie_name,
+        };
+        let router = routes(state, simulator, static_dirs.as_ref(), simulate);
+        Ok(Server {
+            listener,
+            router,
+            local_addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves in a background task (tests); stop it with [`RunningServer::stop`].
+    pub fn spawn(self) -> RunningServer {
+        let (tx, rx) = oneshot::channel::<()>();
+        let addr = self.local_addr;
+        let task = tokio::spawn(self.run(async {
+            let _ = rx.await;
+        }));
+        RunningServer {
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+}
+
+/// A server running in a background task.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    /// Stops accepting connections and waits for open ones to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if self.shutdown.is_some() {
+            self.task.abort();
+        }
+    }
+}
+
+fn routes(
+    state: AppState,
+    simulator: Option<Simulator>,
+    static_dirs: Option<&StaticDirs>,
+    simulate: bool,
+) -> Router {
+    let mut router = Router::new()
+        .route("/capture-session/start", post(contract::start))
+        .route("/capture-session/refresh", post(contract::refresh))
+        .route("/capture-session/end", post(contract::end))
+        .route("/healthz", get(healthz));
+    if simulate {
+        router = router
+            .route("/capture-session/_admin/stats", get(admin::stats))
+            .route(
+                "/capture-session/_admin/stats/reset",
+                post(admin::reset_stats),
+            )
+            .route(
+                "/capture-session/_admin/outage",
+                get(admin::get_outage).post(admin::set_outage),
+            )
+            .route("/capture-session/_admin/session", get(admin::session_info));
+    }
+    let mut router = router.with_state(state);
+    if let Some(sim) = simulator {
+        router = router.nest("/sim", sim::router(sim));
+    }
+    if let Some(dirs) = static_dirs {
+        let files = Router::new()
+            .nest_service("/pkg", ServeDir::new(&dirs.pkg))
+            .nest_service("/dist", ServeDir::new(&dirs.dist))
+            .fallback_service(ServeDir::new(&dirs.www))
+            .layer(axum::middleware::map_response(no_cache));
+        router = router.merge(files);
+    }
+    router
+}
+
+/// Static files are revalidated on every load, so a rebuilt helper is picked up.
+async fn no_cache(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Runs the standalone simulator (Capture paths at the root) until `shutdown`.
+pub async fn run_simulator(
+    listener: TcpListener,
+    config: SimConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = sim::router(Simulator::new(config));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,432 @@
+//! The Identity Cloud (Capture) REST client: form-encoded POSTs, `stat`
+//! replies parsed into typed errors, timeouts and bounded retries.
+//!
+//! See Akamai's Capture API reference: `/entity`, `/access/getAccessToken`,
+//! `/oauth/token`. Nothing here logs or formats a token or a secret.
+
+use std::time::Duration;
+
+use capture_session_core::{AccessToken, AuthorizationCode, RefreshToken};
+use serde_json::{Map, Value};
+
+use crate::settings::{ClientCredentials, Settings};
+
+/// Largest Capture reply read, in bytes.
+const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// A failed Capture call. Its `Display` never contains a token or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// Capture answered `stat: error`.
+    #[error("Capture error {code} {error} (HTTP {http_status})")]
+    Api {
+        /// Numeric Capture error code (414, 510, ...).
+        code: u32,
+        /// Capture's error name (`access_token_expired`, ...).
+        error: String,
+        /// HTTP status of the reply.
+        http_status: u16,
+    },
+    /// No reply within the configured timeout.
+    #[error("Capture did not answer in time")]
+    Timeout,
+    /// The connection failed or broke (before or during the reply).
+    #[error("could not talk to Capture: {0}")]
+    Transport(reqwest::Error),
+    /// A non-2xx reply without a Capture error body.
+    #[error("Capture answered HTTP {0} without a Capture error body")]
+    Http(u16),
+    /// A reply that is not what Capture sends.
+    #[error("Capture reply not understood: {0}")]
+    Malformed(&'static str),
+}
+
+/// What a Capture error means for the session, independent of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// 510 api_limit_error: too many simultaneous calls; back off.
+    Busy,
+    /// Timeouts: Capture is slow.
+    Slow,
+    /// Broken connections, 5xx, 500 unexpected_error, malformed replies.
+    Transient,
+    /// The user's grant or token is gone: 413, 414, 415, 310, invalid_grant,
+    /// invalid_argument about the token or code.
+    GrantInvalid,
+    /// 420 redirect_uri_mismatch.
+    RedirectMismatch,
+    /// The server's own configuration: 402 invalid_client_credentials,
+    /// 403 client_permission_error, 480 api_feature_disabled, 100
+    /// missing_argument, other codes.
+    Operator,
+}
+
+impl CaptureError {
+    /// Classifies the error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CaptureError::Api { code, error, .. } => match (*code, error.as_str()) {
+                (510, _) => ErrorClass::Busy,
+                (500, _) => ErrorClass::Transient,
+                (_, "invalid_grant") => ErrorClass::GrantInvalid,
+                (200 | 310 | 413 | 414 | 415, _) => ErrorClass::GrantInvalid,
+                (420, _) => ErrorClass::RedirectMismatch,
+                _ => ErrorClass::Operator,
+            },
+            CaptureError::Timeout => ErrorClass::Slow,
+            CaptureError::Http(status) if *status < 500 => ErrorClass::Operator,
+            CaptureError::Transport(_) | CaptureError::Http(_) | CaptureError::Malformed(_) => {
+                ErrorClass::Transient
+            }
+        }
+    }
+
+    /// Whether the request surely never reached Capture's grant logic (so a
+    /// single-use grant is still unused): connection refused, or 510.
+    fn grant_untouched(&self) -> bool {
+        match self {
+            CaptureError::Api { code: 510, .. } => true,
+            CaptureError::Transport(e) => e.is_connect(),
+            _ => false,
+        }
+    }
+
+    fn transient(&self) -> bool {
+        matches!(
+            self.class(),
+            ErrorClass::Busy | ErrorClass::Slow | ErrorClass::Transient
+        )
+    }
+}
+
+/// A token grant from `/oauth/token`.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The new access token.
+    pub access_token: AccessToken,
+    /// `expires_in`, when Capture sent it.
+    pub expires_in: Option<u64>,
+    /// The new refresh token (rotation), when Capture sent one.
+    pub refresh_token: Option<RefreshToken>,
+}
+
+/// The user an access token belongs to, from `/entity`.
+#[derive(Debug, Clone)]
+pub struct EntityOwner {
+    /// The user's uuid.
+    pub uuid: String,
+}
+
+/// Client of one Capture server.
+#[derive(Clone, Debug)]
+pub struct CaptureClient {
+    http: reqwest::Client,
+    base: String,
+    issuer: ClientCredentials,
+    token_client: ClientCredentials,
+    type_name: String,
+    for_client_id: Option<String>,
+    retries: u32,
+}
+
+impl CaptureClient {
+    /// A client for `base` (no trailing slash) with the settings' credentials.
+    pub fn new(base: String, settings: &Settings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.upstream_timeout)
+            .connect_timeout(settings.upstream_timeout)
+            .pool_max_idle_per_host(64)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "capture-session-server/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()?;
+        Ok(Self {
+            http,
+            base,
+            issuer: settings.issuer_client.clone(),
+            token_client: settings.token_client.clone(),
+            type_name: settings.type_name.clone(),
+            for_client_id: settings.for_client_id.clone(),
+            retries: settings.upstream_retries,
+        })
+    }
+
+    /// `/entity` with the user's access token: whose token is it?
+    pub async fn token_owner(&self, token: &AccessToken) -> Result<EntityOwner, CaptureError> {
+        let form = [
+            ("access_token", token.expose()),
+            ("attributes", "[\"uuid\"]"),
+        ];
+        let reply = self.call("/entity", None, &form, true).await?;
+        let uuid = reply
+            .get("result")
+            .and_then(|r| r.get("uuid"))
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .ok_or(CaptureError::Malformed("/entity reply has no result.uuid"))?;
+        Ok(EntityOwner {
+            uuid: uuid.to_owned(),
+        })
+    }
+
+    /// `/access/getAccessToken` for `uuid` with the access_issuer client.
+    pub async fn mint_access_token(&self, uuid: &str) -> Result<AccessToken, CaptureError> {
+        let mut form = vec![("uuid", uuid), ("type_name", self.type_name.as_str())];
+        if let Some(id) = &self.for_client_id {
+            form.push(("for_client_id", id.as_str()));
+        }
+        let reply = self
+            .call("/access/getAccessToken", Some(&self.issuer), &form, true)
+            .await?;
+        let token = reply
+            .get("accessToken")
+            .or_else(|| reply.get("access_token"))
+            .and_then(Value::as_str)
+            .filter(|t| capture_session_core::token::is_plausible_token(t))
+            .ok_or(CaptureError::Malformed(
+                "/access/getAccessToken reply has no usable accessToken",
+            ))?;
+        Ok(AccessToken::new(token))
+    }
+
+    /// `/oauth/token` with `grant_type=authorization_code`.
+    pub async fn exchange_code(
+        &self,
+        code: &AuthorizationCode,
+        redirect_uri: &str,
+    ) -> Result<Grant, CaptureError> {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+            ("redirect_uri", redirect_uri),
+        ];
+        let reply = self
+            .call("/oauth/token", Some(&self.token_client), &form, false)
+            .await?;
+        parse_grant(&reply)
+    }
+
+    /// `/oauth/token` with `grant_type=refresh_token` (rotates the refresh token).
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<Grant, CaptureError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ];
+        let reply = self
+            .call("/oauth/token", Some(&self.token_client), &form, false)
+            .await?;
+        parse_grant(&reply)
+    }
+
+    /// One Capture call with bounded retries. `idempotent` calls are retried
+    /// after any transient failure; the others only when Capture surely did
+    /// not act on them.
+    async fn call(
+        &self,
+        path: &'static str,
+        client: Option<&ClientCredentials>,
+        form: &[(&str, &str)],
+        idempotent: bool,
+    ) -> Result<Map<String, Value>, CaptureError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.call_once(path, client, form).await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let retry = attempt < self.retries
+                        && if idempotent {
+                            e.transient()
+                        } else {
+                            e.grant_untouched()
+                        };
+                    if !retry {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    let backoff = Duration::from_millis(100u64 << attempt.min(4));
+                    tracing::debug!(path, attempt, error = %e, "retrying Capture call");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        path: &'static str,
+        client: Option<&ClientCredentials>,
+        form: &[(&str, &str)],
+    ) -> Result<Map<String, Value>, CaptureError> {
+        let mut request = self.http.post(format!("{}{}", self.base, path)).form(form);
+        if let Some(c) = client {
+            request = request.basic_auth(&c.id, Some(c.secret.expose()));
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+        {
+            return Err(CaptureError::Malformed("reply too large"));
+        }
+        let body = response.bytes().await.map_err(transport)?;
+        if body.len() > MAX_REPLY_BYTES {
+            return Err(CaptureError::Malformed("reply too large"));
+        }
+        parse_reply(status, &body)
+    }
+}
+
+fn transport(e: reqwest::Error) -> CaptureError {
+    if e.is_timeout() {
+        CaptureError::Timeout
+    } else {
+        CaptureError::Transport(e.without_url())
+    }
+}
+
+/// Parses a Capture reply: `stat: ok` gives the object; `stat: error` (with
+/// any HTTP status) a typed [`CaptureError::Api`].
+pub fn parse_reply(status: u16, body: &[u8]) -> Result<Map<String, Value>, CaptureError> {
+    let parsed: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
+    let Some(obj) = parsed else {
+        return Err(if (200..300).contains(&status) {
+            CaptureError::Malformed("reply is not a JSON object")
+        } else {
+            CaptureError::Http(status)
+        });
+    };
+    match obj.get("stat").and_then(Value::as_str) {
+        Some("ok") if (200..300).contains(&status) => Ok(obj),
+        Some("error") => {
+            let code = match obj.get("code") {
+                Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                Some(Value::String(s)) => s.parse().ok(),
+                _ => None,
+            }
+            .unwrap_or(0);
+            let error = obj
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            Err(CaptureError::Api {
+                code,
+                error,
+                http_status: status,
+            })
+        }
+        _ if !(200..300).contains(&status) => Err(CaptureError::Http(status)),
+        _ => Err(CaptureError::Malformed("reply has no stat")),
+    }
+}
+
+fn parse_grant(reply: &Map<String, Value>) -> Result<Grant, CaptureError> {
+    let access_token = reply
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| capture_session_core::token::is_plausible_token(t))
+        .ok_or(CaptureError::Malformed(
+            "/oauth/token reply has no usable access_token",
+        ))?;
+    let refresh_token = reply
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| capture_session_core::token::is_plausible_token(t))
+        .map(RefreshToken::new);
+    let expires_in = reply
+        .get("expires_in")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .filter(|n| *n > 0);
+    Ok(Grant {
+        access_token: AccessToken::new(access_token),
+        expires_in,
+        refresh_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_error_with_any_status_is_typed() {
+        let body = br#"{"stat":"error","code":414,"error":"access_token_expired","error_description":"x","request_id":"r"}"#;
+        for status in [200, 400, 401] {
+            match parse_reply(status, body) {
+                Err(CaptureError::Api {
+                    code: 414,
+                    error,
+                    http_status,
+                }) => {
+                    assert_eq!(error, "access_token_expired");
+                    assert_eq!(http_status, status);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let e = parse_reply(
+            200,
+            br#"{"stat":"error","code":"510","error":"api_limit_error"}"#,
+        )
+        .expect_err("error");
+        assert_eq!(e.class(), ErrorClass::Busy);
+    }
+
+    #[test]
+    fn other_replies() {
+        assert!(parse_reply(200, br#"{"stat":"ok","x":1}"#).is_ok());
+        assert!(matches!(
+            parse_reply(502, b"<html>"),
+            Err(CaptureError::Http(502))
+        ));
+        assert!(matches!(
+            parse_reply(200, b"nope"),
+            Err(CaptureError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply(200, b"{}"),
+            Err(CaptureError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply(503, b"{}"),
+            Err(CaptureError::Http(503))
+        ));
+    }
+
+    #[test]
+    fn classes() {
+        let api = |code, error: &str| CaptureError::Api {
+            code,
+            error: error.into(),
+            http_status: 200,
+        };
+        assert_eq!(
+            api(414, "access_token_expired").class(),
+            ErrorClass::GrantInvalid
+        );
+        assert_eq!(api(400, "invalid_grant").class(), ErrorClass::GrantInvalid);
+        assert_eq!(
+            api(420, "redirect_uri_mismatch").class(),
+            ErrorClass::RedirectMismatch
+        );
+        assert_eq!(
+            api(402, "invalid_client_credentials").class(),
+            ErrorClass::Operator
+        );
+        assert_eq!(
+            api(403, "client_permission_error").class(),
+            ErrorClass::Operator
+        );
+        assert_eq!(api(500, "unexpected_error").class(), ErrorClass::Transient);
+        assert_eq!(CaptureError::Timeout.class(), ErrorClass::Slow);
+    }
+}

@@ -1,0 +1,273 @@
+//! Command-line flags and their environment-variable fallbacks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::secret::ClientSecret;
+
+/// Reference backend for capture-session: keeps Akamai Identity Cloud
+/// (Janrain Capture) sessions alive for the browser helper.
+///
+/// Every flag can also be set through the environment variable shown.
+/// `--simulate` runs the whole demo on one machine: the contract endpoints,
+/// an Identity Cloud simulator under /sim, and the demo site from www/.
+#[derive(Debug, Parser)]
+#[command(name = "capture-session-server", version, about, long_about)]
+pub struct Cli {
+    /// Run something other than the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server flags (used when no subcommand is given).
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the Identity Cloud simulator, with the Capture paths at the
+    /// root (`/oauth/token`, `/access/getAccessToken`, `/entity`, ...) and its
+    /// admin endpoints under `/_admin`. Point a server at it with
+    /// `--capture-url http://ADDR`.
+    Simulator(SimulatorArgs),
+}
+
+/// Flags of the server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CAPTURE_SESSION_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Serve the demo: run the Identity Cloud simulator in-process under /sim
+    /// (and use it as the Capture server), serve www/ at /, /pkg/ and /dist/,
+    /// and enable the /capture-session/_admin endpoints. On a loopback address
+    /// this also turns on --insecure-localhost-cookies.
+    #[arg(long, env = "CAPTURE_SESSION_SIMULATE")]
+    pub simulate: bool,
+
+    /// Capture server base URL, e.g. https://example.us.janraincapture.com
+    /// (required unless --simulate).
+    #[arg(long, env = "CAPTURE_SESSION_CAPTURE_URL")]
+    pub capture_url: Option<String>,
+
+    /// API client id with the access_issuer feature: used for
+    /// /access/getAccessToken (token mode) and, unless --token-client-id is
+    /// given, for /oauth/token (code mode).
+    #[arg(long, env = "CAPTURE_SESSION_ISSUER_CLIENT_ID")]
+    pub issuer_client_id: Option<String>,
+
+    /// Secret of --issuer-client-id.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_ISSUER_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub issuer_client_secret: Option<ClientSecret>,
+
+    /// API client id for /oauth/token (code exchange and refresh_token grants);
+    /// defaults to the issuer client.
+    #[arg(long, env = "CAPTURE_SESSION_TOKEN_CLIENT_ID")]
+    pub token_client_id: Option<String>,
+
+    /// Secret of --token-client-id.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_TOKEN_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub token_client_secret: Option<ClientSecret>,
+
+    /// Capture entity type of users.
+    #[arg(long, env = "CAPTURE_SESSION_TYPE_NAME", default_value = "user")]
+    pub type_name: String,
+
+    /// `for_client_id` sent to /access/getAccessToken (the login client the
+    /// minted token is for), if the tenant needs it.
+    #[arg(long, env = "CAPTURE_SESSION_FOR_CLIENT_ID")]
+    pub for_client_id: Option<String>,
+
+    /// Page origins allowed to call the contract endpoints (repeat or separate
+    /// with commas), e.g. https://www.example.com. Requests whose Origin header
+    /// is not listed get 403. Default: with --simulate, the listen origin;
+    /// otherwise the origin must match the request's Host.
+    #[arg(
+        long = "allowed-origin",
+        env = "CAPTURE_SESSION_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Integration modes this site accepts at start (token, code).
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_MODES",
+        value_delimiter = ',',
+        default_value = "token,code"
+    )]
+    pub modes: Vec<String>,
+
+    /// Session store: `memory`, or a Redis URL (redis://host:port/db) to share
+    /// sessions and rotation locks between several instances.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    pub store: String,
+
+    /// Prefix of every Redis key this server writes.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_REDIS_PREFIX",
+        default_value = "capture-session"
+    )]
+    pub redis_prefix: String,
+
+    /// A session unused for this many seconds ends.
+    #[arg(long, env = "CAPTURE_SESSION_IDLE_TIMEOUT", default_value_t = 12 * 3600)]
+    pub session_idle_timeout: u64,
+
+    /// A session ends this many seconds after its start, however active.
+    #[arg(long, env = "CAPTURE_SESSION_MAX_LIFETIME", default_value_t = 7 * 24 * 3600)]
+    pub session_max_lifetime: u64,
+
+    /// Lifetime assumed for access tokens whose issuer does not say
+    /// (/access/getAccessToken, and tokens posted in token mode). Default
+    /// 3600, or --sim-token-lifetime with --simulate.
+    #[arg(long, env = "CAPTURE_SESSION_TOKEN_LIFETIME")]
+    pub token_lifetime: Option<u64>,
+
+    /// A refresh hands back the session's current token instead of minting a
+    /// new one when that token is younger than this many seconds (capped at a
+    /// tenth of its lifetime): tabs that race one expiry share one upstream call.
+    #[arg(long, env = "CAPTURE_SESSION_REUSE_WINDOW", default_value_t = 10)]
+    pub reuse_window: u64,
+
+    /// Timeout of each call to Identity Cloud, in milliseconds.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_UPSTREAM_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub upstream_timeout_ms: u64,
+
+    /// Extra attempts after a transient Identity Cloud failure (510, 5xx,
+    /// timeout, dropped connection). Single-use grants (code exchange,
+    /// refresh_token) are retried only when Capture surely did not use them.
+    #[arg(long, env = "CAPTURE_SESSION_UPSTREAM_RETRIES", default_value_t = 2)]
+    pub upstream_retries: u32,
+
+    /// Retry-After (seconds) sent with 503 when Identity Cloud is busy or slow.
+    #[arg(long, env = "CAPTURE_SESSION_RETRY_AFTER", default_value_t = 2)]
+    pub retry_after: u64,
+
+    /// Session cookie without `Secure` and without the `__Host-` prefix, for
+    /// plain-http development on a loopback address only. Implied by
+    /// --simulate on a loopback address.
+    #[arg(long, env = "CAPTURE_SESSION_INSECURE_LOCALHOST_COOKIES")]
+    pub insecure_localhost_cookies: bool,
+
+    /// Directory served at / (with --simulate, or when given). Default: the
+    /// repository's www/.
+    #[arg(long, env = "CAPTURE_SESSION_WWW")]
+    pub www: Option<PathBuf>,
+
+    /// Directory served at /pkg/ (the helper's npm package). Default: the
+    /// repository's pkg/.
+    #[arg(long, env = "CAPTURE_SESSION_PKG")]
+    pub pkg: Option<PathBuf>,
+
+    /// Directory served at /dist/ (the helper's script-tag build). Default:
+    /// the repository's dist/.
+    #[arg(long, env = "CAPTURE_SESSION_DIST")]
+    pub dist: Option<PathBuf>,
+
+    /// Simulator flags (with --simulate).
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+/// Flags of the standalone simulator.
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_SIM_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub listen: SocketAddr,
+    /// Simulator behaviour.
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+/// How the Identity Cloud simulator behaves.
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Extra simulator user (repeatable), besides demo@example.com / demo.
+    #[arg(
+        long = "sim-user",
+        env = "CAPTURE_SESSION_SIM_USERS",
+        value_delimiter = ',',
+        value_name = "EMAIL:PASSWORD"
+    )]
+    pub sim_users: Vec<String>,
+
+    /// Lifetime of the simulator's access tokens, in seconds.
+    #[arg(
+        long = "sim-token-lifetime",
+        env = "CAPTURE_SESSION_SIM_TOKEN_LIFETIME",
+        default_value_t = 3600
+    )]
+    pub sim_token_lifetime: u64,
+
+    /// Lifetime of the simulator's authorization codes, in seconds.
+    #[arg(
+        long = "sim-code-lifetime",
+        env = "CAPTURE_SESSION_SIM_CODE_LIFETIME",
+        default_value_t = 30
+    )]
+    pub sim_code_lifetime: u64,
+
+    /// Login client id the simulator accepts at /oauth/auth_native_traditional.
+    #[arg(
+        long = "sim-login-client-id",
+        env = "CAPTURE_SESSION_SIM_LOGIN_CLIENT_ID",
+        default_value = "capture-session-demo"
+    )]
+    pub sim_login_client_id: String,
+
+    /// The simulator's access_issuer API client id (what the server uses by
+    /// default with --simulate).
+    #[arg(
+        long = "sim-client-id",
+        env = "CAPTURE_SESSION_SIM_CLIENT_ID",
+        default_value = "capture-session-server"
+    )]
+    pub sim_client_id: String,
+
+    /// Secret of --sim-client-id.
+    #[arg(
+        long = "sim-client-secret",
+        env = "CAPTURE_SESSION_SIM_CLIENT_SECRET",
+        default_value = "simulator-secret",
+        hide_env_values = true
+    )]
+    pub sim_client_secret: ClientSecret,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}

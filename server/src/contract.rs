@@ -1,0 +1,615 @@
+//! The backend contract (`shared/CONTRACT.md` section 2): `start`, `refresh`
+//! and `end`, with the request checks every one of them shares.
+//!
+//! Where a refresh is decided: [`refresh_session`]. Where it is sent: the
+//! [`crate::capture`] client.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use capture_session_core::token::is_plausible_token;
+use capture_session_core::wire::{
+    Mode, StartRequest, TokenReply, HEADER_NAME, HEADER_VALUE, MAX_BODY_BYTES,
+};
+use capture_session_core::AccessToken;
+use serde_json::Value;
+
+use crate::admin::Endpoint;
+use crate::app::AppState;
+use crate::capture::{CaptureError, ErrorClass};
+use crate::error::{ApiError, ApiResult};
+use crate::secret::SessionId;
+use crate::store::{now_ms, SessionRecord, StoreError};
+
+/// Longest uuid accepted at start.
+const MAX_UUID_LEN: usize = 128;
+/// Longest redirect URI accepted at start.
+const MAX_REDIRECT_URI_LEN: usize = 2048;
+
+/// `POST /capture-session/start`.
+pub async fn start(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    app.admin.count(Endpoint::Start);
+    if let Some(r) = app.admin.outage(Endpoint::Start).await {
+        return r;
+    }
+    respond("start", start_inner(&app, &headers, body).await)
+}
+
+/// `POST /capture-session/refresh`.
+pub async fn refresh(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    app.admin.count(Endpoint::Refresh);
+    if let Some(r) = app.admin.outage(Endpoint::Refresh).await {
+        return r;
+    }
+    respond("refresh", refresh_inner(&app, &headers, body).await)
+}
+
+/// `POST /capture-session/end`.
+pub async fn end(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    app.admin.count(Endpoint::End);
+    if let Some(r) = app.admin.outage(Endpoint::End).await {
+        return r;
+    }
+    respond("end", end_inner(&app, &headers, body).await)
+}
+
+fn respond(endpoint: &'static str, result: ApiResult<Response>) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(endpoint, error = e.code.as_str(), status = e.code.status(), message = %e.message, "request refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    check_request(app, headers)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !is_json {
+        return Err(ApiError::invalid_request(
+            "Content-Type must be application/json",
+        ));
+    }
+    let bytes = read_body(body).await?;
+    let request = parse_start(&bytes)?;
+    let mode = match &request {
+        StartRequest::Token { .. } => Mode::Token,
+        StartRequest::Code { .. } => Mode::Code,
+    };
+    if !app.settings.modes.contains(&mode) {
+        return Err(ApiError::invalid_request(format!(
+            "{} mode is not enabled on this site",
+            mode.as_str()
+        )));
+    }
+    let now = now_ms();
+    let lifetime_ms = millis(app.settings.token_lifetime);
+    let (record, reply_token) = match request {
+        StartRequest::Token { uuid, access_token } => {
+            let owner = app
+                .capture
+                .token_owner(&access_token)
+                .await
+                .map_err(|e| upstream_failure(app, Call::VerifyToken, e))?;
+            if owner.uuid != uuid {
+                tracing::warn!(
+                    "start refused: the access token belongs to another user than the uuid claimed"
+                );
+                return Err(ApiError::invalid_token(
+                    "the access token does not belong to the uuid given",
+                ));
+            }
+            let record = SessionRecord {
+                mode,
+                uuid,
+                access_token: access_token.clone(),
+                refresh_token: None,
+                client_session: true,
+                token_minted_ms: now,
+                token_expires_ms: now + lifetime_ms,
+                generation: 0,
+                created_ms: now,
+            };
+            (record, Some(access_token))
+        }
+        StartRequest::Code {
+            authorization_code,
+            redirect_uri,
+            client_session,
+        } => {
+            let grant = app
+                .capture
+                .exchange_code(&authorization_code, &redirect_uri)
+                .await
+                .map_err(|e| upstream_failure(app, Call::ExchangeCode, e))?;
+            let owner = app
+                .capture
+                .token_owner(&grant.access_token)
+                .await
+                .map_err(|e| upstream_failure(app, Call::LookupOwner, e))?;
+            if grant.refresh_token.is_none() {
+                tracing::warn!("code exchange returned no refresh_token: the session cannot be refreshed past this token");
+            }
+            let expires_ms = grant
+                .expires_in
+                .map_or(lifetime_ms, |s| s.saturating_mul(1000));
+            let record = SessionRecord {
+                mode,
+                uuid: owner.uuid,
+                access_token: grant.access_token.clone(),
+                refresh_token: grant.refresh_token,
+                client_session,
+                token_minted_ms: now_ms(),
+                token_expires_ms: now + expires_ms,
+                generation: 0,
+                created_ms: now,
+            };
+            (record, client_session.then_some(grant.access_token))
+        }
+    };
+    // A login replaces whatever session this browser had: new id, old one gone.
+    if let Some(old) = session_cookie(app, headers) {
+        app.store
+            .delete(&old.store_key())
+            .await
+            .map_err(|e| store_failure(app, e))?;
+    }
+    let id = SessionId::generate();
+    app.store
+        .save(&id.store_key(), &record, app.settings.session_idle)
+        .await
+        .map_err(|e| store_failure(app, e))?;
+    tracing::info!(mode = mode.as_str(), "session started");
+    let reply = TokenReply {
+        access_token: reply_token,
+        expires_in: record.expires_in_secs(now_ms()).max(1),
+        uuid: Some(record.uuid.clone()),
+    };
+    let mut response = (StatusCode::OK, Json(reply)).into_response();
+    set_cookie(app, &mut response, Some(&id));
+    no_store(&mut response);
+    Ok(response)
+}
+
+async fn refresh_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    check_request(app, headers)?;
+    let bytes = read_body(body).await?;
+    require_object_or_empty(&bytes)?;
+    let id = session_cookie(app, headers).ok_or_else(ApiError::no_session)?;
+    let reply = refresh_session(app, &id).await?;
+    let mut response = (StatusCode::OK, Json(reply)).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+async fn end_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    check_request(app, headers)?;
+    let bytes = read_body(body).await?;
+    require_object_or_empty(&bytes)?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(id) = session_cookie(app, headers) {
+        app.store
+            .delete(&id.store_key())
+            .await
+            .map_err(|e| store_failure(app, e))?;
+        tracing::info!("session ended");
+        set_cookie(app, &mut response, None);
+    }
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// Refreshes the session `id`: hands back its current token when that was
+/// minted moments ago (another tab's refresh), otherwise mints a new one,
+/// once per session however many requests race (see [`rotate_locked`]).
+pub async fn refresh_session(app: &AppState, id: &SessionId) -> ApiResult<TokenReply> {
+    let key = id.store_key();
+    let record = load_live(app, &key).await?;
+    let now = now_ms();
+    if reusable(app, &record, now) {
+        app.store
+            .touch(&key, session_ttl(app, &record, now))
+            .await
+            .map_err(|e| store_failure(app, e))?;
+        return Ok(token_reply(&record, now));
+    }
+    let timeout = app.settings.upstream_timeout;
+    let attempts = app.settings.upstream_retries + 1;
+    // Hold the lock no longer than the longest possible rotation (every
+    // attempt timing out, plus backoff); wait for it a little longer.
+    let hold = timeout * attempts + Duration::from_secs(3);
+    let wait = hold + Duration::from_secs(1);
+    let lock = app
+        .store
+        .lock(&key, hold, wait)
+        .await
+        .map_err(|e| match e {
+            StoreError::LockTimeout => ApiError::unavailable(
+                "another refresh of this session is still running",
+                app.settings.retry_after_secs,
+            ),
+            other => store_failure(app, other),
+        })?;
+    let result = rotate_locked(app, &key, record.generation).await;
+    if let Err(e) = app.store.unlock(lock).await {
+        tracing::warn!(error = %e, "could not release a rotation lock (it expires by itself)");
+    }
+    result
+}
+
+/// The part of a refresh that runs under the session's rotation lock.
+async fn rotate_locked(app: &AppState, key: &str, seen_generation: u64) -> ApiResult<TokenReply> {
+    let mut record = load_live(app, key).await?;
+    let now = now_ms();
+    // Someone rotated while we waited for the lock: theirs is our answer.
+    if (record.generation != seen_generation && record.token_expires_ms > now + 1000)
+        || reusable(app, &record, now)
+    {
+        return Ok(token_reply(&record, now));
+    }
+    let requested = now_ms();
+    let minted = match record.mode {
+        Mode::Token => app
+            .capture
+            .mint_access_token(&record.uuid)
+            .await
+            .map(|t| (t, None, None)),
+        Mode::Code => {
+            let Some(refresh_token) = record.refresh_token.as_ref() else {
+                app.store
+                    .delete(key)
+                    .await
+                    .map_err(|e| store_failure(app, e))?;
+                return Err(ApiError::session_expired(
+                    "Identity Cloud gave this session no refresh token",
+                ));
+            };
+            app.capture
+                .refresh(refresh_token)
+                .await
+                .map(|g| (g.access_token, g.expires_in, g.refresh_token))
+        }
+    };
+    let (token, expires_in, new_refresh): (AccessToken, _, _) = match minted {
+        Ok(m) => m,
+        Err(e) => {
+            let call = match record.mode {
+                Mode::Token => Call::MintToken,
+                Mode::Code => Call::RefreshGrant,
+            };
+            let err = upstream_failure(app, call, e);
+            if err.code == capture_session_core::wire::ErrorCode::SessionExpired {
+                app.store
+                    .delete(key)
+                    .await
+                    .map_err(|e| store_failure(app, e))?;
+            }
+            return Err(err);
+        }
+    };
+    let lifetime_ms = expires_in.map_or(millis(app.settings.token_lifetime), |s| {
+        s.saturating_mul(1000)
+    });
+    let now = now_ms();
+    record.access_token = token;
+    if let Some(rt) = new_refresh {
+        record.refresh_token = Some(rt);
+    }
+    record.token_minted_ms = now;
+    record.token_expires_ms = requested + lifetime_ms;
+    record.generation += 1;
+    app.store
+        .save(key, &record, session_ttl(app, &record, now))
+        .await
+        .map_err(|e| store_failure(app, e))?;
+    app.admin.count_rotation();
+    tracing::info!(
+        mode = record.mode.as_str(),
+        "session refreshed with a new token"
+    );
+    Ok(token_reply(&record, now))
+}
+
+async fn load_live(app: &AppState, key: &str) -> ApiResult<SessionRecord> {
+    let record = app
+        .store
+        .load(key)
+        .await
+        .map_err(|e| store_failure(app, e))?
+        .ok_or_else(ApiError::no_session)?;
+    if now_ms()
+        >= record
+            .created_ms
+            .saturating_add(millis(app.settings.session_max))
+    {
+        app.store
+            .delete(key)
+            .await
+            .map_err(|e| store_failure(app, e))?;
+        return Err(ApiError::session_expired(
+            "the session reached its maximum lifetime",
+        ));
+    }
+    Ok(record)
+}
+
+/// Whether the current token is fresh enough to hand out again: minted less
+/// than the reuse window ago (capped at a tenth of its lifetime).
+fn reusable(app: &AppState, record: &SessionRecord, now: u64) -> bool {
+    let lifetime = record
+        .token_expires_ms
+        .saturating_sub(record.token_minted_ms);
+    let window = millis(app.settings.reuse_window).min(lifetime / 10);
+    record.token_expires_ms > now && now.saturating_sub(record.token_minted_ms) < window
+}
+
+fn token_reply(record: &SessionRecord, now: u64) -> TokenReply {
+    TokenReply {
+        access_token: Some(record.access_token.clone()),
+        expires_in: record.expires_in_secs(now).max(1),
+        uuid: None,
+    }
+}
+
+fn session_ttl(app: &AppState, record: &SessionRecord, now: u64) -> Duration {
+    let left = record
+        .created_ms
+        .saturating_add(millis(app.settings.session_max))
+        .saturating_sub(now);
+    app.settings
+        .session_idle
+        .min(Duration::from_millis(left.max(1)))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Which Capture call failed (decides what its errors mean to the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `/entity` with the token posted at a token-mode start.
+    VerifyToken,
+    /// `/oauth/token` authorization_code at a code-mode start.
+    ExchangeCode,
+    /// `/entity` with the token just received from the exchange.
+    LookupOwner,
+    /// `/access/getAccessToken` at a token-mode refresh.
+    MintToken,
+    /// `/oauth/token` refresh_token at a code-mode refresh.
+    RefreshGrant,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::VerifyToken | Call::LookupOwner => "/entity",
+            Call::ExchangeCode | Call::RefreshGrant => "/oauth/token",
+            Call::MintToken => "/access/getAccessToken",
+        }
+    }
+}
+
+fn upstream_failure(app: &AppState, call: Call, e: CaptureError) -> ApiError {
+    let capture = call.name();
+    let class = match (&e, call) {
+        // invalid_argument from getAccessToken is about our parameters
+        // (type_name, for_client_id), not the user's grant.
+        (CaptureError::Api { code: 200, .. }, Call::MintToken) => ErrorClass::Operator,
+        // A token Capture just issued cannot be invalid.
+        (_, Call::LookupOwner) if e.class() == ErrorClass::GrantInvalid => ErrorClass::Transient,
+        _ => e.class(),
+    };
+    match class {
+        ErrorClass::Busy => {
+            tracing::warn!(capture, error = %e, "Identity Cloud is busy");
+            ApiError::unavailable("Identity Cloud is busy", app.settings.retry_after_secs)
+        }
+        ErrorClass::Slow => {
+            tracing::warn!(capture, error = %e, "Identity Cloud timed out");
+            ApiError::unavailable(
+                "Identity Cloud did not answer in time",
+                app.settings.retry_after_secs,
+            )
+        }
+        ErrorClass::Transient => {
+            tracing::warn!(capture, error = %e, "Identity Cloud call failed");
+            ApiError::upstream("Identity Cloud failed")
+        }
+        ErrorClass::GrantInvalid => {
+            tracing::info!(capture, error = %e, "Identity Cloud rejected the user's grant");
+            match call {
+                Call::VerifyToken => ApiError::invalid_token("the access token is not valid"),
+                Call::ExchangeCode => ApiError::invalid_token(
+                    "the authorization code is not valid (expired or already used)",
+                ),
+                Call::MintToken | Call::RefreshGrant | Call::LookupOwner => {
+                    ApiError::session_expired("Identity Cloud no longer accepts this session")
+                }
+            }
+        }
+        ErrorClass::RedirectMismatch if call == Call::ExchangeCode => {
+            tracing::info!(capture, error = %e, "redirect_uri mismatch at code exchange");
+            ApiError::invalid_request(
+                "redirectUri differs from the one the authorization code was issued for",
+            )
+        }
+        ErrorClass::RedirectMismatch | ErrorClass::Operator => {
+            tracing::error!(
+                capture,
+                error = %e,
+                "Identity Cloud refused the server's request: check the API client id/secret, its features (access_issuer) and --type-name"
+            );
+            ApiError::upstream("Identity Cloud refused the server's request")
+        }
+    }
+}
+
+fn store_failure(app: &AppState, e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "session store failed");
+    ApiError::unavailable("session store unavailable", app.settings.retry_after_secs)
+}
+
+/// The checks every contract request passes: the `X-Capture-Session: 1`
+/// header (which also forces a CORS preflight cross-origin) and an allowed
+/// `Origin` when the browser sends one.
+fn check_request(app: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    if headers.get(HEADER_NAME).map(HeaderValue::as_bytes) != Some(HEADER_VALUE.as_bytes()) {
+        return Err(ApiError::forbidden(
+            "the X-Capture-Session: 1 header is required",
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin
+            .to_str()
+            .map_err(|_| ApiError::forbidden("origin not allowed"))?
+            .to_ascii_lowercase();
+        let allowed = if app.allowed_origins.is_empty() {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_ascii_lowercase);
+            match (origin.split_once("://"), host) {
+                (Some(("http" | "https", o)), Some(h)) => o == h,
+                _ => false,
+            }
+        } else {
+            app.allowed_origins.contains(&origin)
+        };
+        if !allowed {
+            return Err(ApiError::forbidden("origin not allowed"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; larger bodies get `413 payload_too_large`.
+async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                capture_session_core::wire::ErrorCode::PayloadTooLarge,
+                "request bodies are limited to 16 KiB",
+            )
+        })
+}
+
+fn require_object_or_empty(bytes: &[u8]) -> ApiResult<()> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(_)) => Ok(()),
+        _ => Err(ApiError::invalid_request("the body must be a JSON object")),
+    }
+}
+
+/// Parses a start body with messages that say what is wrong without echoing
+/// any value (a value may be a token).
+fn parse_start(bytes: &[u8]) -> ApiResult<StartRequest> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::invalid_request("the body is not valid JSON"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_request("the body must be a JSON object"))?;
+    let string = |name: &'static str| -> ApiResult<&str> {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_request(format!("{name} must be a string")))
+    };
+    match obj.get("mode").and_then(Value::as_str) {
+        Some("token") => {
+            let uuid = string("uuid")?;
+            if uuid.is_empty()
+                || uuid.len() > MAX_UUID_LEN
+                || !uuid.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(ApiError::invalid_request("uuid is not a plausible uuid"));
+            }
+            let token = string("accessToken")?;
+            if !is_plausible_token(token) {
+                return Err(ApiError::invalid_request(
+                    "accessToken is not a plausible token",
+                ));
+            }
+        }
+        Some("code") => {
+            if !is_plausible_token(string("authorizationCode")?) {
+                return Err(ApiError::invalid_request(
+                    "authorizationCode is not a plausible code",
+                ));
+            }
+            let redirect = string("redirectUri")?;
+            if redirect.len() > MAX_REDIRECT_URI_LEN
+                || !(redirect.starts_with("https://") || redirect.starts_with("http://"))
+            {
+                return Err(ApiError::invalid_request(
+                    "redirectUri must be an http(s) URL",
+                ));
+            }
+            match obj.get("clientSession") {
+                None | Some(Value::Bool(_)) => {}
+                Some(_) => {
+                    return Err(ApiError::invalid_request("clientSession must be a boolean"))
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid_request(
+                "mode must be \"token\" or \"code\"",
+            ))
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|_| ApiError::invalid_request("the body is not a valid start request"))
+}
+
+pub(crate) fn session_cookie(app: &AppState, headers: &HeaderMap) -> Option<SessionId> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == app.cookie_name)
+        .and_then(|(_, value)| SessionId::parse(value.trim()))
+}
+
+/// Sets the session cookie, or clears it with `None`.
+fn set_cookie(app: &AppState, response: &mut Response, id: Option<&SessionId>) {
+    let secure = if app.settings.insecure_cookies {
+        ""
+    } else {
+        "; Secure"
+    };
+    let (value, max_age) = match id {
+        Some(id) => (id.expose(), app.settings.session_max.as_secs()),
+        None => ("", 0),
+    };
+    let cookie = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={max_age}",
+        app.cookie_name
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn no_store(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}

@@ -1,0 +1,261 @@
+//! The server's resolved configuration: flags checked and defaults filled in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use capture_session_core::wire::Mode;
+
+use crate::cli::{ServerArgs, SimArgs};
+use crate::secret::ClientSecret;
+
+/// Why the flags cannot run a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required flag is missing.
+    #[error("{0} is required (unless --simulate)")]
+    Missing(&'static str),
+    /// A flag has a bad value.
+    #[error("invalid {flag}: {reason}")]
+    Invalid {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong (never the value of a secret).
+        reason: String,
+    },
+}
+
+/// An API client: id and secret.
+#[derive(Clone, Debug)]
+pub struct ClientCredentials {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret`.
+    pub secret: ClientSecret,
+}
+
+/// Where sessions live.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// In this process.
+    Memory,
+    /// In Redis (URL kept out of `Debug`: it may hold a password).
+    Redis {
+        /// `redis://...`.
+        url: ClientSecret,
+        /// Key prefix.
+        prefix: String,
+    },
+}
+
+/// Everything the server needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Requested listen address (port may be 0).
+    pub listen: SocketAddr,
+    /// Run the simulator in-process and the admin endpoints.
+    pub simulate: bool,
+    /// Capture base URL; `None` with --simulate until the listener is bound.
+    pub capture_url: Option<String>,
+    /// Client for /access/getAccessToken.
+    pub issuer_client: ClientCredentials,
+    /// Client for /oauth/token.
+    pub token_client: ClientCredentials,
+    /// Entity type.
+    pub type_name: String,
+    /// `for_client_id` for /access/getAccessToken.
+    pub for_client_id: Option<String>,
+    /// Allowed page origins; empty means "same host as the request".
+    pub allowed_origins: Vec<String>,
+    /// Modes accepted at start.
+    pub modes: Vec<Mode>,
+    /// Session store.
+    pub store: StoreConfig,
+    /// Idle lifetime of a session.
+    pub session_idle: Duration,
+    /// Absolute lifetime of a session.
+    pub session_max: Duration,
+    /// Lifetime assumed for tokens whose issuer does not say.
+    pub token_lifetime: Duration,
+    /// See `--reuse-window`.
+    pub reuse_window: Duration,
+    /// Per-call upstream timeout.
+    pub upstream_timeout: Duration,
+    /// Extra attempts after transient upstream failures.
+    pub upstream_retries: u32,
+    /// `Retry-After` for 503 answers.
+    pub retry_after_secs: u64,
+    /// Cookie without `Secure` / `__Host-`.
+    pub insecure_cookies: bool,
+    /// Static directories: (www, pkg, dist), when static files are served.
+    pub static_dirs: Option<StaticDirs>,
+    /// Simulator behaviour (with --simulate).
+    pub sim: SimArgs,
+}
+
+/// Directories of static files.
+#[derive(Clone, Debug)]
+pub struct StaticDirs {
+    /// Served at `/`.
+    pub www: PathBuf,
+    /// Served at `/pkg/`.
+    pub pkg: PathBuf,
+    /// Served at `/dist/`.
+    pub dist: PathBuf,
+}
+
+/// The repository root as seen at build time, else the current directory.
+fn repo_dir(name: &str) -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+    if built.is_dir() {
+        return built;
+    }
+    PathBuf::from(name)
+}
+
+impl Settings {
+    /// Checks the flags and fills in defaults.
+    pub fn from_args(args: ServerArgs) -> Result<Settings, ConfigError> {
+        let simulate = args.simulate;
+        let capture_url = match (&args.capture_url, simulate) {
+            (Some(url), _) => Some(check_url(url)?),
+            (None, true) => None,
+            (None, false) => return Err(ConfigError::Missing("--capture-url")),
+        };
+        let issuer_client = match (args.issuer_client_id, args.issuer_client_secret) {
+            (Some(id), Some(secret)) => ClientCredentials { id, secret },
+            (None, None) if simulate && args.capture_url.is_none() => ClientCredentials {
+                id: args.sim.sim_client_id.clone(),
+                secret: args.sim.sim_client_secret.clone(),
+            },
+            (Some(_), None) => return Err(ConfigError::Missing("--issuer-client-secret")),
+            _ => return Err(ConfigError::Missing("--issuer-client-id")),
+        };
+        let token_client = match (args.token_client_id, args.token_client_secret) {
+            (Some(id), Some(secret)) => ClientCredentials { id, secret },
+            (None, None) => issuer_client.clone(),
+            (Some(_), None) => return Err(ConfigError::Missing("--token-client-secret")),
+            (None, Some(_)) => return Err(ConfigError::Missing("--token-client-id")),
+        };
+        let mut modes = Vec::new();
+        for m in &args.modes {
+            let mode = Mode::parse(m.trim()).ok_or_else(|| ConfigError::Invalid {
+                flag: "--modes",
+                reason: format!("{m:?} is neither token nor code"),
+            })?;
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+        if modes.is_empty() {
+            return Err(ConfigError::Invalid {
+                flag: "--modes",
+                reason: "no mode enabled".into(),
+            });
+        }
+        let mut allowed_origins = Vec::new();
+        for o in &args.allowed_origins {
+            let o = o.trim().trim_end_matches('/');
+            if o.is_empty() {
+                continue;
+            }
+            let well_formed = match o.split_once("://") {
+                Some(("http" | "https", host)) => !host.is_empty() && !host.contains('/'),
+                _ => false,
+            };
+            if !well_formed {
+                return Err(ConfigError::Invalid {
+                    flag: "--allowed-origin",
+                    reason: format!("{o:?} is not an origin like https://www.example.com"),
+                });
+            }
+            allowed_origins.push(o.to_ascii_lowercase());
+        }
+        let store = if args.store == "memory" {
+            StoreConfig::Memory
+        } else if args.store.starts_with("redis://") || args.store.starts_with("rediss://") {
+            StoreConfig::Redis {
+                url: ClientSecret::new(args.store.clone()),
+                prefix: args.redis_prefix.clone(),
+            }
+        } else {
+            return Err(ConfigError::Invalid {
+                flag: "--store",
+                reason: "expected `memory` or a redis:// URL".into(),
+            });
+        };
+        let loopback = args.listen.ip().is_loopback();
+        if args.insecure_localhost_cookies && !loopback {
+            return Err(ConfigError::Invalid {
+                flag: "--insecure-localhost-cookies",
+                reason: "only allowed when listening on a loopback address".into(),
+            });
+        }
+        let positive = |flag: &'static str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    flag,
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        let token_lifetime = match args.token_lifetime {
+            Some(s) => positive("--token-lifetime", s)?,
+            None if simulate => positive("--sim-token-lifetime", args.sim.sim_token_lifetime)?,
+            None => 3600,
+        };
+        positive("--sim-token-lifetime", args.sim.sim_token_lifetime)?;
+        positive("--sim-code-lifetime", args.sim.sim_code_lifetime)?;
+        let static_dirs = (simulate || args.www.is_some()).then(|| StaticDirs {
+            www: args.www.clone().unwrap_or_else(|| repo_dir("www")),
+            pkg: args.pkg.clone().unwrap_or_else(|| repo_dir("pkg")),
+            dist: args.dist.clone().unwrap_or_else(|| repo_dir("dist")),
+        });
+        Ok(Settings {
+            listen: args.listen,
+            simulate,
+            capture_url,
+            issuer_client,
+            token_client,
+            type_name: args.type_name,
+            for_client_id: args.for_client_id,
+            allowed_origins,
+            modes,
+            store,
+            session_idle: Duration::from_secs(positive(
+                "--session-idle-timeout",
+                args.session_idle_timeout,
+            )?),
+            session_max: Duration::from_secs(positive(
+                "--session-max-lifetime",
+                args.session_max_lifetime,
+            )?),
+            token_lifetime: Duration::from_secs(token_lifetime),
+            reuse_window: Duration::from_secs(args.reuse_window),
+            upstream_timeout: Duration::from_millis(positive(
+                "--upstream-timeout-ms",
+                args.upstream_timeout_ms,
+            )?),
+            upstream_retries: args.upstream_retries.min(10),
+            retry_after_secs: args.retry_after.max(1),
+            insecure_cookies: args.insecure_localhost_cookies || (simulate && loopback),
+            static_dirs,
+            sim: args.sim,
+        })
+    }
+}
+
+fn check_url(url: &str) -> Result<String, ConfigError> {
+    let trimmed = url.trim().trim_end_matches('/');
+    match reqwest::Url::parse(trimmed) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(ConfigError::Invalid {
+            flag: "--capture-url",
+            reason: "expected an http(s) URL such as https://example.us.janraincapture.com".into(),
+        }),
+    }
+}

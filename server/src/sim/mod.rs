@@ -1,0 +1,58 @@
+//! A simulator of Akamai Identity Cloud (Janrain Capture) good enough for the
+//! demo and every test: the real paths, form-encoded parameters, Basic-auth
+//! client checks, JSON shapes and error codes, plus fault injection.
+//!
+//! - `POST /oauth/auth_native_traditional`: sign-in for the Registration UI stand-in.
+//! - `POST /oauth/token`: `authorization_code` and `refresh_token` grants.
+//! - `POST /access/getAccessToken`: mint a token for a uuid (access_issuer client).
+//! - `POST /entity`, `POST /entity.update`: read and change the user record.
+//! - `/_admin/...`: faults, revocation, statistics (see server/README.md).
+
+mod api;
+mod faults;
+mod state;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use faults::Fault;
+pub use state::{SimConfig, Simulator};
+
+/// The simulator's routes, Capture paths at the root (nest it under `/sim`
+/// to share an origin with the demo site).
+pub fn router(sim: Simulator) -> Router {
+    let capture = Router::new()
+        .route(
+            "/oauth/auth_native_traditional",
+            post(api::auth_native_traditional),
+        )
+        .route("/oauth/token", post(api::token))
+        .route("/access/getAccessToken", post(api::get_access_token))
+        .route("/entity", post(api::entity))
+        .route("/entity.update", post(api::entity_update))
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            faults::inject,
+        ));
+    let admin = Router::new()
+        .route(
+            "/faults",
+            get(faults::list).post(faults::add).delete(faults::clear),
+        )
+        .route("/revoke", post(api::revoke))
+        .route("/users", get(api::users))
+        .route("/stats", get(api::stats))
+        .route("/stats/reset", post(api::reset_stats));
+    capture.nest("/_admin", admin).with_state(sim)
+}
+
+impl Simulator {
+    /// A simulator with the given configuration.
+    pub fn new(config: SimConfig) -> Self {
+        Simulator {
+            inner: Arc::new(state::SimInner::new(config)),
+        }
+    }
+}

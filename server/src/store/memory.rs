@@ -1,0 +1,124 @@
+//! The in-process session store (the default): nothing to install.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+
+use super::{SessionRecord, StoreError};
+
+struct Entry {
+    record: SessionRecord,
+    idle_deadline: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, Entry>,
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    writes: u64,
+}
+
+/// Sessions in a map; rotation locks are per-session async mutexes.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A held memory rotation lock.
+pub struct MemoryLock {
+    key: String,
+    guard: OwnedMutexGuard<()>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn load(&self, key: &str) -> Option<SessionRecord> {
+        let mut inner = self.inner();
+        let now = Instant::now();
+        match inner.sessions.get(key) {
+            Some(e) if e.idle_deadline > now => Some(e.record.clone()),
+            Some(_) => {
+                inner.sessions.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(super) fn save(&self, key: &str, record: &SessionRecord, ttl: Duration) {
+        let mut inner = self.inner();
+        let now = Instant::now();
+        inner.writes += 1;
+        if inner.writes % 1024 == 0 {
+            inner.sessions.retain(|_, e| e.idle_deadline > now);
+        }
+        inner.sessions.insert(
+            key.to_owned(),
+            Entry {
+                record: record.clone(),
+                idle_deadline: now + ttl,
+            },
+        );
+    }
+
+    pub(super) fn touch(&self, key: &str, ttl: Duration) {
+        if let Some(e) = self.inner().sessions.get_mut(key) {
+            e.idle_deadline = Instant::now() + ttl;
+        }
+    }
+
+    pub(super) fn delete(&self, key: &str) {
+        self.inner().sessions.remove(key);
+    }
+
+    pub(super) async fn lock(&self, key: &str, wait: Duration) -> Result<MemoryLock, StoreError> {
+        let mutex = self
+            .inner()
+            .locks
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        match tokio::time::timeout(wait, mutex.lock_owned()).await {
+            Ok(guard) => Ok(MemoryLock {
+                key: key.to_owned(),
+                guard,
+            }),
+            Err(_) => Err(StoreError::LockTimeout),
+        }
+    }
+
+    pub(super) fn unlock(&self, lock: MemoryLock) {
+        let MemoryLock { key, guard } = lock;
+        let mut inner = self.inner();
+        drop(guard);
+        // Forget the mutex once nobody holds or awaits it (map's Arc only).
+        if inner
+            .locks
+            .get(&key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            inner.locks.remove(&key);
+        }
+    }
+
+    pub(super) fn count(&self) -> usize {
+        let now = Instant::now();
+        self.inner()
+            .sessions
+            .values()
+            .filter(|e| e.idle_deadline > now)
+            .count()
+    }
+}
