@@ -168,7 +168,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
     }
     let id = SessionId::generate();
     app.store
-        .save(&id.store_key(), &record, app.settings.session_idle)
+        .save(&id.store_key(), &record, session_ttl(app, &record, now))
         .await
         .map_err(|e| store_failure(app, e))?;
     tracing::info!(mode = mode.as_str(), "session started");
@@ -363,14 +363,16 @@ fn token_reply(record: &SessionRecord, now: u64) -> TokenReply {
     }
 }
 
+/// How long the store keeps a session unless it is used again: the idle
+/// lifetime, but not much past the absolute one (kept a minute longer so that
+/// a late request learns `session_expired` rather than `no_session`).
 fn session_ttl(app: &AppState, record: &SessionRecord, now: u64) -> Duration {
     let left = record
         .created_ms
         .saturating_add(millis(app.settings.session_max))
-        .saturating_sub(now);
-    app.settings
-        .session_idle
-        .min(Duration::from_millis(left.max(1)))
+        .saturating_sub(now)
+        .saturating_add(60_000);
+    app.settings.session_idle.min(Duration::from_millis(left))
 }
 
 fn millis(d: Duration) -> u64 {

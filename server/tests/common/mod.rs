@@ -1,0 +1,308 @@
+//! Test harness: servers in-process on 127.0.0.1:0, a small HTTP client that
+//! carries the session cookie by hand, and sign-in at the simulator.
+#![allow(clippy::unwrap_used, dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use capture_session_server::cli::Cli;
+use capture_session_server::settings::Settings;
+use capture_session_server::{RunningServer, Server};
+use clap::Parser;
+use serde_json::{json, Value};
+
+pub const REDIRECT_URI: &str = "http://127.0.0.1/after-login";
+pub const SIM_CLIENT_ID: &str = "capture-session-server";
+pub const SIM_CLIENT_SECRET: &str = "simulator-secret";
+
+/// Starts a server from command-line flags (as the binary would parse them).
+pub async fn server(args: &[&str]) -> RunningServer {
+    let mut argv = vec!["capture-session-server"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(&argv).expect("test flags parse");
+    let settings = Settings::from_args(cli.server).expect("test flags are valid");
+    Server::bind(settings).await.expect("server binds").spawn()
+}
+
+/// A `--simulate` server on a free loopback port, plus `args`.
+pub async fn sim_server(args: &[&str]) -> Harness {
+    let mut all = vec!["--simulate", "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let server = server(&all).await;
+    let base = server.url("");
+    Harness {
+        server: Some(server),
+        base: base.clone(),
+        sim: format!("{base}/sim"),
+        http: client(),
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// A reply, read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub json: Value,
+    pub text: String,
+    pub retry_after: Option<String>,
+    pub set_cookie: Vec<String>,
+    pub content_type: Option<String>,
+}
+
+impl Reply {
+    pub async fn read(r: reqwest::Response) -> Reply {
+        let status = r.status().as_u16();
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after");
+        let content_type = header("content-type");
+        let set_cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let text = r.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            json,
+            text,
+            retry_after,
+            set_cookie,
+            content_type,
+        }
+    }
+
+    /// `name=value` of the first Set-Cookie.
+    pub fn cookie(&self) -> Option<String> {
+        self.set_cookie
+            .first()
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned)
+    }
+
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<none>")
+    }
+
+    pub fn token(&self) -> String {
+        self.json["accessToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no accessToken in {} {}", self.status, self.text))
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, error: &str) {
+        assert_eq!(
+            (self.status, self.error()),
+            (status, error),
+            "unexpected reply: {}",
+            self.text
+        );
+        assert!(
+            self.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "error without message: {}",
+            self.text
+        );
+    }
+}
+
+/// A signed-in user at the simulator.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub uuid: String,
+    /// Access token (token mode) or authorization code (code mode).
+    pub credential: String,
+}
+
+/// A started backend session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub uuid: String,
+    pub token: Option<String>,
+}
+
+pub struct Harness {
+    pub server: Option<RunningServer>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The Capture base URL (simulator).
+    pub sim: String,
+    pub http: reqwest::Client,
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+    }
+
+    /// Signs in at the simulator like the Registration UI does.
+    pub async fn sign_in_as(&self, email: &str, password: &str, mode: &str) -> SignIn {
+        let r = self
+            .http
+            .post(format!("{}/oauth/auth_native_traditional", self.sim))
+            .form(&[
+                ("client_id", "capture-session-demo"),
+                ("flow", "standard"),
+                ("flow_version", "1"),
+                ("locale", "en-US"),
+                ("redirect_uri", REDIRECT_URI),
+                ("response_type", mode),
+                ("form", "signInForm"),
+                ("signInEmailAddress", email),
+                ("currentPassword", password),
+            ])
+            .send()
+            .await
+            .expect("sign-in request");
+        let reply = Reply::read(r).await;
+        assert_eq!(reply.json["stat"], "ok", "sign-in failed: {}", reply.text);
+        let key = if mode == "token" {
+            "access_token"
+        } else {
+            "authorization_code"
+        };
+        SignIn {
+            uuid: reply.json["capture_user"]["uuid"]
+                .as_str()
+                .expect("uuid")
+                .to_owned(),
+            credential: reply.json[key].as_str().expect("credential").to_owned(),
+        }
+    }
+
+    pub async fn sign_in(&self, mode: &str) -> SignIn {
+        self.sign_in_as("demo@example.com", "demo", mode).await
+    }
+
+    /// POSTs JSON to a contract endpoint with the helper's header.
+    pub async fn call(&self, path: &str, cookie: Option<&str>, body: Value) -> Reply {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("X-Capture-Session", "1")
+            .json(&body);
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        Reply::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn start_token(&self) -> Session {
+        let s = self.sign_in("token").await;
+        let r = self
+            .call(
+                "/capture-session/start",
+                None,
+                json!({"mode": "token", "uuid": s.uuid, "accessToken": s.credential}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "start failed: {}", r.text);
+        Session {
+            cookie: r.cookie().expect("session cookie"),
+            uuid: s.uuid,
+            token: Some(r.token()),
+        }
+    }
+
+    pub async fn start_code(&self, client_session: bool) -> Session {
+        let s = self.sign_in("code").await;
+        let r = self
+            .call(
+                "/capture-session/start",
+                None,
+                json!({"mode": "code", "authorizationCode": s.credential, "redirectUri": REDIRECT_URI, "clientSession": client_session}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "start failed: {}", r.text);
+        Session {
+            cookie: r.cookie().expect("session cookie"),
+            uuid: s.uuid,
+            token: r.json["accessToken"].as_str().map(str::to_owned),
+        }
+    }
+
+    pub async fn refresh(&self, cookie: &str) -> Reply {
+        self.call("/capture-session/refresh", Some(cookie), json!({}))
+            .await
+    }
+
+    pub async fn end(&self, cookie: Option<&str>) -> Reply {
+        self.call("/capture-session/end", cookie, json!({})).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::read(self.http.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    pub async fn admin(&self, path: &str, body: Value) -> Reply {
+        Reply::read(
+            self.http
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("admin POST"),
+        )
+        .await
+    }
+
+    /// Simulator statistics (requests that reached each endpoint's logic).
+    pub async fn sim_stats(&self) -> Value {
+        Reply::read(
+            self.http
+                .get(format!("{}/_admin/stats", self.sim))
+                .send()
+                .await
+                .expect("sim stats"),
+        )
+        .await
+        .json
+    }
+
+    /// Adds a simulator fault rule.
+    pub async fn fault(&self, rule: Value) {
+        let r = Reply::read(
+            self.http
+                .post(format!("{}/_admin/faults", self.sim))
+                .json(&rule)
+                .send()
+                .await
+                .expect("fault"),
+        )
+        .await;
+        assert_eq!(r.status, 201, "fault refused: {}", r.text);
+    }
+
+    /// Calls the simulator's Capture API directly.
+    pub async fn capture(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        Reply::read(
+            self.http
+                .post(format!("{}{path}", self.sim))
+                .form(form)
+                .send()
+                .await
+                .expect("capture call"),
+        )
+        .await
+    }
+}
