@@ -50,7 +50,11 @@ thread_local! {
 /// A JS `Error` with a stable `code` property.
 fn to_js(error: &Error) -> JsValue {
     let e = js_sys::Error::new(&error.message());
-    let _ = Reflect::set(&e, &JsValue::from_str("code"), &JsValue::from_str(error.code()));
+    let _ = Reflect::set(
+        &e,
+        &JsValue::from_str("code"),
+        &JsValue::from_str(error.code()),
+    );
     e.into()
 }
 
@@ -308,7 +312,9 @@ fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
                 .as_string()
                 .ok_or_else(|| config_error("headers"))?;
             // An invalid header name or value is refused now, not at the first refresh.
-            probe.set(&name, &value).map_err(|_| config_error("headers"))?;
+            probe
+                .set(&name, &value)
+                .map_err(|_| config_error("headers"))?;
             header_list.push((name, value));
         }
     }
@@ -320,7 +326,10 @@ fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
             return Err(config_error("allowedOrigins"));
         }
         for o in Array::from(&origins).iter() {
-            allowed_origins.push(o.as_string().ok_or_else(|| config_error("allowedOrigins"))?);
+            allowed_origins.push(
+                o.as_string()
+                    .ok_or_else(|| config_error("allowedOrigins"))?,
+            );
         }
     }
 
@@ -356,7 +365,9 @@ impl CaptureSession {
     fn start(config: &JsValue) -> Result<CaptureSession, Error> {
         let location = web_sys::window()
             .map(|w| w.location())
-            .ok_or(Error::InvalidArgument("capture-session needs a browser window"))?;
+            .ok_or(Error::InvalidArgument(
+                "capture-session needs a browser window",
+            ))?;
         let href = location.href().unwrap_or_default();
         let origin = location.origin().unwrap_or_default();
         let read = read_config(config, &href)?;
@@ -457,9 +468,7 @@ impl CaptureSession {
     /// `refresh()` promises reject with `code` `"detached"`.
     pub fn detach(&self) {
         self.session.detach();
-        LIVE.with(|live| {
-            live.borrow_mut().retain(|s| !s.is_detached())
-        });
+        LIVE.with(|live| live.borrow_mut().retain(|s| !s.is_detached()));
         self.api.settle_refresh(Err(ApiError::Detached));
         self.api.settle_ready();
         self.api.listeners.borrow_mut().clear();

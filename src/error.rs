@@ -116,7 +116,10 @@ mod tests {
             e.message(),
             "capture-session: `retry.baseMs` must be a non-negative integer"
         );
-        let o = Error::from(ConfigError::new("refreshUrl", ConfigProblem::OriginNotAllowed));
+        let o = Error::from(ConfigError::new(
+            "refreshUrl",
+            ConfigProblem::OriginNotAllowed,
+        ));
         assert_eq!(o.code(), "origin_not_allowed");
         assert!(o.message().contains("`refreshUrl`"));
         assert_eq!(Error::Api(ApiError::NoSession).code(), "no_session");

@@ -99,7 +99,11 @@ pub(crate) fn start_body(request: &StartRequest) -> String {
         StartRequest::Token { uuid, access_token } => {
             set(&body, "mode", &JsValue::from_str("token"));
             set(&body, "uuid", &JsValue::from_str(uuid));
-            set(&body, "accessToken", &JsValue::from_str(access_token.expose()));
+            set(
+                &body,
+                "accessToken",
+                &JsValue::from_str(access_token.expose()),
+            );
         }
         StartRequest::Code {
             authorization_code,
@@ -131,10 +135,7 @@ extern "C" {
     /// The global `fetch`, looked up at each call (so a page or a test can wrap
     /// it), with a synchronous throw caught instead of unwinding through Rust.
     #[wasm_bindgen(js_name = fetch, catch)]
-    fn global_fetch(
-        input: &str,
-        init: &web_sys::RequestInit,
-    ) -> Result<js_sys::Promise, JsValue>;
+    fn global_fetch(input: &str, init: &web_sys::RequestInit) -> Result<js_sys::Promise, JsValue>;
 }
 
 /// `fetch(input, init)`; a synchronous throw becomes an error.

@@ -33,11 +33,15 @@ impl PageWatch {
         if let Some(document) = window.document() {
             let f = on_change.clone();
             let doc = document.clone();
-            listeners.push(EventListener::new(&document, "visibilitychange", move |_| {
-                f(PageChange::Visible(
-                    doc.visibility_state() == VisibilityState::Visible,
-                ))
-            }));
+            listeners.push(EventListener::new(
+                &document,
+                "visibilitychange",
+                move |_| {
+                    f(PageChange::Visible(
+                        doc.visibility_state() == VisibilityState::Visible,
+                    ))
+                },
+            ));
         }
         for (event, change) in [
             ("focus", PageChange::Visible(true)),

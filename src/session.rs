@@ -23,11 +23,11 @@ use capture_session_core::AccessToken;
 use gloo_timers::callback::Timeout;
 
 use crate::backend::{self, InFlight, RequestSettings};
+use crate::js;
 use crate::page::{self, PageChange, PageWatch};
 use crate::storage::TokenStore;
 use crate::tabs::{RefreshLock, TabLink, TabMessage};
 use crate::widget::{self, WidgetBinding};
-use crate::js;
 
 /// Where the engine's outward-facing actions go: the JS API layer.
 pub(crate) trait ApiSink {
@@ -62,6 +62,8 @@ struct Runtime {
     /// The last token another tab told us about (BroadcastChannel and
     /// `storage` events often report the same write twice).
     last_news: Option<(String, Millis)>,
+    /// The last token this tab stored, and its expiry.
+    last_written: Option<(AccessToken, Millis)>,
     pumping: bool,
     detached: bool,
 }
@@ -77,7 +79,11 @@ fn seed() -> u64 {
 impl Session {
     /// Starts a helper: hooks into the widget, the page and other tabs, and
     /// feeds the engine what storage holds.
-    pub(crate) fn start(config: Config, requests: RequestSettings, sink: Rc<dyn ApiSink>) -> Session {
+    pub(crate) fn start(
+        config: Config,
+        requests: RequestSettings,
+        sink: Rc<dyn ApiSink>,
+    ) -> Session {
         let (store, opened) = TokenStore::open(&config.storage_key);
         let mut lock_name = String::from("capture-session:");
         lock_name.push_str(&config.storage_key);
@@ -94,6 +100,7 @@ impl Session {
             timer: None,
             inflight: Vec::new(),
             last_news: None,
+            last_written: None,
             pumping: false,
             detached: false,
         }));
@@ -336,7 +343,11 @@ impl Session {
     fn execute(&self, action: Action) {
         match action {
             Action::WriteToken { token, expires_at } => {
-                let written = self.rt.borrow_mut().store.write(&token, expires_at);
+                let written = {
+                    let mut rt = self.rt.borrow_mut();
+                    rt.last_written = Some((token.clone(), expires_at));
+                    rt.store.write(&token, expires_at)
+                };
                 if written.is_err() {
                     self.storage_failed();
                 }
@@ -359,7 +370,9 @@ impl Session {
                 }
             }
             Action::CreateCaptureSession(token) => {
-                widget::create_session(&token);
+                if widget::create_session(&token) {
+                    self.restore_expiry(&token);
+                }
             }
             Action::EndCaptureSession => {
                 widget::end_session();
@@ -394,6 +407,24 @@ impl Session {
         }
     }
 
+    /// `createCaptureSession` stores the token with the widget's own idea of
+    /// its expiry (`accessTokenLifeHours`, which sites set to 6 or 24); put
+    /// back the real one, so that reloads and other tabs see the truth.
+    fn restore_expiry(&self, token: &AccessToken) {
+        let failed = {
+            let mut rt = self.rt.borrow_mut();
+            match rt.last_written.clone() {
+                Some((written, expires_at)) if written == *token => {
+                    rt.store.write(token, expires_at).is_err()
+                }
+                _ => false,
+            }
+        };
+        if failed {
+            self.storage_failed();
+        }
+    }
+
     fn broadcast(&self, message: TabMessage) {
         if let Some(tabs) = &self.rt.borrow().tabs {
             tabs.send(message);
@@ -404,9 +435,15 @@ impl Session {
         let (url, body, keepalive) = {
             let rt = self.rt.borrow();
             match request {
-                Request::Refresh => (Some(rt.config.refresh_url.clone()), String::from("{}"), false),
+                Request::Refresh => (
+                    Some(rt.config.refresh_url.clone()),
+                    String::from("{}"),
+                    false,
+                ),
                 Request::End => (rt.config.end_url.clone(), String::from("{}"), true),
-                Request::Start(start) => (rt.config.start_url.clone(), js::start_body(&start), false),
+                Request::Start(start) => {
+                    (rt.config.start_url.clone(), js::start_body(&start), false)
+                }
             }
         };
         let Some(url) = url else {

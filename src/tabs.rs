@@ -59,7 +59,9 @@ impl TabLink {
         let channel = BroadcastChannel::new(name).ok();
         let on_message = channel.as_ref().map(|c| {
             EventListener::new(c, "message", move |e| {
-                let data = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string());
+                let data = e
+                    .dyn_ref::<MessageEvent>()
+                    .and_then(|m| m.data().as_string());
                 match data.as_deref() {
                     Some("token") => on_news(TabMessage::TokenReplaced),
                     Some("ended") => on_news(TabMessage::SessionEnded),
@@ -104,11 +106,7 @@ extern "C" {
     type LockManager;
 
     #[wasm_bindgen(structural, method, catch)]
-    fn request(
-        this: &LockManager,
-        name: &str,
-        callback: &Function,
-    ) -> Result<Promise, JsValue>;
+    fn request(this: &LockManager, name: &str, callback: &Function) -> Result<Promise, JsValue>;
 }
 
 /// Where the cross-tab refresh lock stands for one helper.

@@ -189,10 +189,7 @@ impl WidgetBinding {
         });
         hooks.push(hook.as_ref());
         inner.borrow_mut().hook = Some((hooks, hook));
-        Some(WidgetBinding {
-            inner,
-            _sink: sink,
-        })
+        Some(WidgetBinding { inner, _sink: sink })
     }
 }
 
