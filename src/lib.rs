@@ -56,3 +56,14 @@ mod widget;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::CaptureSession;
+
+/// A 0.7 KB allocator instead of Rust's 5 KB dlmalloc (about 3 KiB gzip, see
+/// `shared/size-notes.md`). The helper allocates little and briefly (strings
+/// crossing to JavaScript, a few small vectors), and the free list coalesces
+/// neighbours, so fragmentation stays bounded.
+// SAFETY: wasm32-unknown-unknown is built without the atomics feature here, so
+// the module is single-threaded: no allocation ever races another.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
