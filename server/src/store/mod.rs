@@ -49,6 +49,9 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("stored session is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// Redis did not answer at startup.
+    #[error("redis did not answer within 5 s")]
+    ConnectTimeout,
     /// Another request held the rotation lock for too long.
     #[error("timed out waiting for the session's rotation lock")]
     LockTimeout,

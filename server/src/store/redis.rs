@@ -37,11 +37,19 @@ impl RedisStore {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(5))
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_max_delay(1000)
             .set_number_of_retries(3);
-        let mut conn = ConnectionManager::new_with_config(client, config).await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        // Fail fast at startup: a wrong URL should not look like a hang.
+        let connect = async {
+            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok::<_, StoreError>(conn)
+        };
+        let conn = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| StoreError::ConnectTimeout)??;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),

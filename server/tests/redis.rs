@@ -1,0 +1,296 @@
+//! Two server instances sharing one real `redis-server` (started here on a
+//! free loopback port) and one standalone simulator: sessions move between
+//! instances and concurrent refreshes rotate once across both.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capture_session_server::app::run_simulator;
+use capture_session_server::secret::ClientSecret;
+use capture_session_server::sim::SimConfig;
+use common::*;
+use serde_json::json;
+
+/// A `redis-server` child process, killed on drop.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{bin}` ({e}): the Redis tests need a real redis-server \
+                     (Debian: apt-get install redis-server; scripts/setup installs it), \
+                     or set REDIS_SERVER_BIN"
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Redis, a standalone simulator, and two servers using both.
+struct Cluster {
+    redis: RedisServer,
+    a: Harness,
+    b: Harness,
+    sim_stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+async fn cluster(extra: &[&str]) -> Cluster {
+    let redis = RedisServer::start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = format!("http://{}", listener.local_addr().unwrap());
+    let config = SimConfig {
+        users: vec![("demo@example.com".into(), "demo".into())],
+        token_lifetime: Duration::from_secs(3600),
+        code_lifetime: Duration::from_secs(30),
+        login_client_id: "capture-session-demo".into(),
+        client_id: SIM_CLIENT_ID.into(),
+        client_secret: ClientSecret::new(SIM_CLIENT_SECRET),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run_simulator(listener, config, async {
+        let _ = rx.await;
+    }));
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--capture-url",
+            &sim,
+            "--issuer-client-id",
+            SIM_CLIENT_ID,
+            "--issuer-client-secret",
+            SIM_CLIENT_SECRET,
+            "--store",
+            &redis.url,
+            "--redis-prefix",
+            "cs-test",
+            "--insecure-localhost-cookies",
+        ];
+        args.extend_from_slice(extra);
+        let server = server(&args).await;
+        instances.push(Harness {
+            base: server.url(""),
+            sim: sim.clone(),
+            http: client(),
+            server: Some(server),
+        });
+    }
+    let b = instances.pop().unwrap();
+    let a = instances.pop().unwrap();
+    Cluster {
+        redis,
+        a,
+        b,
+        sim_stop: Some(tx),
+    }
+}
+
+impl Cluster {
+    async fn stop(mut self) {
+        self.a.stop().await;
+        self.b.stop().await;
+        if let Some(tx) = self.sim_stop.take() {
+            let _ = tx.send(());
+        }
+        drop(self.redis);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_started_on_one_instance_lives_on_the_other() {
+    let c = cluster(&["--reuse-window", "0"]).await;
+    for mode in ["token", "code"] {
+        let s = if mode == "token" {
+            c.a.start_token().await
+        } else {
+            c.a.start_code(true).await
+        };
+        let r = c.b.refresh(&s.cookie).await;
+        assert_eq!(r.status, 200, "{mode}: {}", r.text);
+        assert_ne!(Some(r.token()), s.token, "{mode}: rotated on B");
+        let r = c.a.refresh(&s.cookie).await;
+        assert_eq!(r.status, 200, "{mode}: A sees B's rotation: {}", r.text);
+        assert_eq!(c.b.end(Some(&s.cookie)).await.status, 204);
+        c.a.refresh(&s.cookie).await.expect_error(401, "no_session");
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_never_contain_the_session_id() {
+    let c = cluster(&[]).await;
+    let s = c.a.start_token().await;
+    let id = s.cookie.split_once('=').unwrap().1.to_owned();
+    let client = redis::Client::open(c.redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one session key: {keys:?}");
+    assert!(keys[0].starts_with("cs-test:session:"), "{keys:?}");
+    assert!(!keys[0].contains(&id));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "sessions expire by themselves (ttl {ttl})");
+    c.stop().await;
+}
+
+async fn race(c: &Cluster, cookie: &str, n: usize) -> Vec<String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let h = if i % 2 == 0 { &c.a } else { &c.b };
+        let (http, url, cookie) = (
+            h.http.clone(),
+            h.url("/capture-session/refresh"),
+            cookie.to_owned(),
+        );
+        tasks.spawn(async move {
+            let r = http
+                .post(url)
+                .header("X-Capture-Session", "1")
+                .header("Cookie", cookie)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("refresh");
+            Reply::read(r).await
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200, "a racing refresh failed: {}", r.text);
+        tokens.push(r.token());
+    }
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
+    let c = cluster(&["--reuse-window", "1"]).await;
+    let s = c.a.start_code(true).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.a.fault(json!({"path": "/oauth/token", "latencyMs": 300, "count": 1}))
+        .await;
+    let tokens = race(&c, &s.cookie, 30).await;
+    assert_eq!(
+        c.a.sim_stats().await["tokenRefreshToken"],
+        1,
+        "one upstream rotation"
+    );
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "all got the same token"
+    );
+    assert_ne!(Some(tokens[0].clone()), s.token);
+    // And the stored refresh token is the rotated one: the next rotation works.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let next = c.b.refresh(&s.cookie).await;
+    assert_eq!(next.status, 200, "{}", next.text);
+    assert_ne!(next.token(), tokens[0]);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_across_instances_mint_once_in_token_mode() {
+    let c = cluster(&["--reuse-window", "1"]).await;
+    let s = c.a.start_token().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.a.fault(json!({"path": "/access/getAccessToken", "latencyMs": 300, "count": 1}))
+        .await;
+    let tokens = race(&c, &s.cookie, 30).await;
+    assert_eq!(c.a.sim_stats().await["getAccessToken"], 1);
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sessions_idle_out() {
+    let c = cluster(&["--session-idle-timeout", "1"]).await;
+    let s = c.a.start_token().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        c.b.refresh(&s.cookie).await.status,
+        200,
+        "use keeps it alive"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(c.a.refresh(&s.cookie).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    c.b.refresh(&s.cookie).await.expect_error(401, "no_session");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_a_startup_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let cli = <capture_session_server::cli::Cli as clap::Parser>::try_parse_from([
+        "capture-session-server",
+        "--simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &url,
+    ])
+    .unwrap();
+    let settings = capture_session_server::settings::Settings::from_args(cli.server).unwrap();
+    let err = capture_session_server::Server::bind(settings)
+        .await
+        .err()
+        .expect("no Redis, no server");
+    assert!(err.to_string().contains("session store"), "{err}");
+}
