@@ -101,6 +101,17 @@ pub async fn add(
                 .into_response()
         }
     };
+    if fault.latency_ms.is_none()
+        && fault.http_status.is_none()
+        && fault.stat_error.is_none()
+        && !fault.drop_connection
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "a fault needs latencyMs, httpStatus, statError or dropConnection"})),
+        )
+            .into_response();
+    }
     if fault.http_status.is_some_and(|s| !(200..=599).contains(&s)) {
         return (
             StatusCode::BAD_REQUEST,
