@@ -52,14 +52,11 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
   const bin = process.env.CAPTURE_SESSION_SERVER_BIN;
   if (!bin) throw new Error("set CAPTURE_SESSION_SERVER_BIN to the capture-session-server binary (scripts/e2e does)");
   const port = await freePort();
-  const simPort = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const argv = [
     "--simulate",
     "--listen",
     `127.0.0.1:${port}`,
-    "--sim-listen",
-    `127.0.0.1:${simPort}`,
     "--sim-token-lifetime",
     String(tokenLifetime),
     ...args,
@@ -98,11 +95,30 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
     await sleep(100);
   }
 
+  async function adminCall(method, urlPath, body) {
+    const res = await fetch(baseUrl + urlPath, {
+      method,
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (!res.ok) throw new Error(`${method} ${urlPath}: HTTP ${res.status}`);
+    return res.status === 204 ? null : res.json();
+  }
+
   return {
     baseUrl,
     port,
     tokenLifetime,
     log: () => log,
+    // The server's test controls (server/README.md): counters, outages, token revocation.
+    admin: {
+      stats: () => adminCall("GET", "/capture-session/_admin/stats"),
+      async refreshCount() {
+        return (await adminCall("GET", "/capture-session/_admin/stats")).refresh;
+      },
+      outage: (spec) => adminCall("POST", "/capture-session/_admin/outage", spec),
+      revokeTokens: (email = "demo@example.com") => adminCall("POST", "/sim/_admin/revoke", { email }),
+    },
     async stop() {
       if (exited) return;
       const done = new Promise((resolve) => child.once("exit", resolve));

@@ -66,7 +66,8 @@ async function proactiveRefreshScenario({ variant, mode }) {
   });
 
   const active = await signIn(page);
-  assert.equal(active.detail.source, "login");
+  // Token mode: the widget's own login; code mode: the session comes from the backend's start reply.
+  assert.ok(["login", "start"].includes(active.detail.source), `source ${active.detail.source}`);
   const first = await storedSession(page);
   assert.ok(first.token, "the widget holds a token after sign-in");
   const firstState = await helperState(page);
@@ -117,6 +118,9 @@ test("reactive: a token killed at Identity Cloud makes the save fail, the helper
   const page = await openDemo(context);
   await signIn(page);
   const before = await storedSession(page);
+  // Outside the server's reuse window (a refresh may hand back a token younger than
+  // min(10 s, lifetime / 10) to tabs racing one expiry), so the refresh mints a new one.
+  await sleep(LIFETIME * 100 + 300);
   await server.admin.revokeTokens();
   const dead = await entityOf(page);
   assert.equal(dead.stat, "error", "the simulator no longer accepts the killed token");
@@ -211,18 +215,28 @@ test("strict Content-Security-Policy (script-src 'self' 'wasm-unsafe-eval'): the
   await done(context);
 });
 
-test("without 'wasm-unsafe-eval' the browser blocks the helper: the documented CSP is the minimum", async () => {
+test("without 'wasm-unsafe-eval' the browser refuses to compile the helper: the documented CSP is the minimum", async () => {
   const context = await newContext();
-  await context.route((url) => url.pathname === "/", async (route) => {
-    const res = await route.fetch();
-    const html = (await res.text()).replace(" 'wasm-unsafe-eval'", "");
-    await route.fulfill({ response: res, body: html });
-  });
+  await context.route(
+    (url) => url.pathname === "/",
+    async (route) => {
+      const res = await route.fetch();
+      const html = (await res.text()).replace("script-src 'self' 'wasm-unsafe-eval'", "script-src 'self'");
+      await route.fulfill({ response: res, body: html });
+    },
+  );
+  const errors = [];
+  context.on("weberror", (err) => errors.push(err.error().message));
   const page = await openDemo(context);
-  await page.waitForFunction(() => window.__e2e.csp.length > 0, null, { timeout: 10000 });
-  const violations = await page.evaluate(() => window.__e2e.csp);
-  assert.ok(violations.some((v) => v.directive.startsWith("script-src")), JSON.stringify(violations));
-  assert.equal((await helperEvents(page, "active")).length, 0);
+  const csp = await page.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]').content);
+  assert.doesNotMatch(csp, /wasm-unsafe-eval/);
+  assert.ok(
+    errors.some((m) => /WebAssembly/.test(m) && /Content Security Policy/i.test(m)),
+    `the browser blocked the WebAssembly compile: ${JSON.stringify(errors)}`,
+  );
+  assert.equal(await page.evaluate(() => typeof window.captureSession?.state), "undefined", "no helper");
+  // The site itself keeps working without the helper: the widget still shows its sign-in screen.
+  assert.equal(await page.evaluate(() => janrain.capture.ui.standIn.currentScreen()), "signIn");
   await done(context);
 });
 

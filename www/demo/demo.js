@@ -71,7 +71,7 @@
       var v = detail[k];
       if (v === null || v === undefined || typeof v === "object" || typeof v === "function") return;
       if (k === "transactionId" || k === "flow" || k === "version") return;
-      if (k === "expiresAt" && typeof v === "number") v = new Date(v).toLocaleTimeString();
+      if (k === "expiresAt" && typeof v === "number") v = new Date(v).toLocaleTimeString([], { hour12: false });
       parts.push(k + "=" + String(v));
     });
     return parts.join(" ");
@@ -143,7 +143,8 @@
           if (e.initiatorType !== "fetch" && e.initiatorType !== "xmlhttprequest") return;
           var url = new URL(e.name, window.location.href);
           var backend = url.pathname.indexOf("/capture-session/") === 0;
-          var sim = url.pathname.indexOf("/sim/") === 0 && url.pathname.indexOf("/sim/admin") !== 0;
+          if (url.pathname.indexOf("/_admin/") >= 0) return;
+          var sim = url.pathname.indexOf("/sim/") === 0;
           if (!backend && !sim) return;
           var status = e.responseStatus ? String(e.responseStatus) : "failed";
           var ok = e.responseStatus >= 200 && e.responseStatus < 300;
@@ -163,14 +164,14 @@
 
   // ---- the demo server's admin API (fault injection, token revocation) ----------------------
 
-  function admin(path, body) {
-    return fetch("/sim/admin/" + path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body || {}),
+  function admin(method, path, body) {
+    return fetch(path, {
+      method: method,
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
     }).then(function (res) {
       if (!res.ok) throw new Error("HTTP " + res.status);
-      return res;
+      return res.status === 204 ? null : res.json();
     });
   }
 
@@ -426,18 +427,20 @@
       janrain.capture.ui.standIn.saveProfile(name);
     }));
     $("#btn-kill").addEventListener("click", action("kill the token now", function () {
-      return admin("revoke", {}).then(function () {
-        log("server", "tokens revoked", "every access token the simulator issued is now dead", "warn");
+      var profile = JSON.parse(localStorage.getItem("janrainCaptureProfileData") || "{}") || {};
+      var who = profile.uuid ? { uuid: profile.uuid } : { email: DEMO_USER.email };
+      return admin("POST", "/sim/_admin/revoke", who).then(function (r) {
+        log("server", "token killed", (r && r.revokedAccessTokens) + " access token(s) revoked at Identity Cloud", "warn");
       });
     }));
     $("#btn-down").addEventListener("click", action("take backend down", function () {
-      return admin("fault", { path: "/capture-session/refresh", status: 503, retryAfter: 5 }).then(function () {
+      return admin("POST", "/capture-session/_admin/outage", { mode: "503", retryAfter: 5 }).then(function () {
         setBackendButtons(true);
-        log("server", "backend down", "/capture-session/refresh answers 503 Retry-After: 5", "warn");
+        log("server", "backend down", "/capture-session/* answer 503 with Retry-After: 5", "warn");
       });
     }));
     $("#btn-up").addEventListener("click", action("bring backend back", function () {
-      return admin("fault", { clear: true }).then(function () {
+      return admin("POST", "/capture-session/_admin/outage", { mode: "off" }).then(function () {
         setBackendButtons(false);
         log("server", "backend back", "faults cleared", "ok");
       });
@@ -485,6 +488,13 @@
     listeners.push(renderEntry);
     wireButtons();
     watchRequests();
+    admin("GET", "/capture-session/_admin/outage")
+      .then(function (outage) {
+        setBackendButtons(!!outage);
+      })
+      .catch(function () {
+        /* not the demo server: no admin controls */
+      });
     renderStatus();
     setInterval(renderStatus, 250);
     if (params.get("signin") === "1") {
