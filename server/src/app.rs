@@ -4,13 +4,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderValue};
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 
 use crate::admin::{self, AdminState};
@@ -215,11 +218,28 @@ fn routes(
     static_dirs: Option<&StaticDirs>,
     simulate: bool,
 ) -> Router {
-    let mut router = Router::new()
+    let mut contract_routes = Router::new()
         .route("/capture-session/start", post(contract::start))
         .route("/capture-session/refresh", post(contract::refresh))
-        .route("/capture-session/end", post(contract::end))
-        .route("/healthz", get(healthz));
+        .route("/capture-session/end", post(contract::end));
+    // A page on another allowed origin (same site, e.g. www. -> api.) calls
+    // with credentials: answer its preflight and let it read the replies.
+    let origins: Vec<HeaderValue> = state
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if !origins.is_empty() {
+        contract_routes = contract_routes.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::POST])
+                .allow_headers(AllowHeaders::mirror_request())
+                .allow_credentials(true)
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    let mut router = contract_routes.route("/healthz", get(healthz));
     if simulate {
         router = router
             .route("/capture-session/_admin/stats", get(admin::stats))

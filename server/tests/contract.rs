@@ -808,3 +808,39 @@ async fn healthz_answers() {
     assert_eq!(r.json["status"], "ok");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_cross_origin_pages_get_cors_with_credentials() {
+    let h = sim_server(&["--allowed-origin", "https://www.example.com"]).await;
+    let preflight = h
+        .http
+        .request(reqwest::Method::OPTIONS, h.url("/capture-session/refresh"))
+        .header("Origin", "https://www.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type,x-capture-session")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let header = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    assert_eq!(header("access-control-allow-origin"), "https://www.example.com");
+    assert_eq!(header("access-control-allow-credentials"), "true");
+    assert!(header("access-control-allow-headers").contains("x-capture-session"));
+    let denied = h
+        .http
+        .request(reqwest::Method::OPTIONS, h.url("/capture-session/refresh"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    h.stop().await;
+}
