@@ -389,12 +389,12 @@ impl CaptureSession {
         // Events raised while attaching reach listeners added right after
         // `attach` returns (and window listeners) in the next microtask.
         let deferred = Rc::downgrade(&api);
-        wasm_bindgen_futures::spawn_local(async move {
+        js::soon(move || {
             if let Some(api) = deferred.upgrade() {
                 api.flush();
             }
         });
-        LIVE.with(|live| live.borrow_mut().push(session.clone()));
+        let _ = LIVE.try_with(|live| live.borrow_mut().push(session.clone()));
         Ok(CaptureSession { session, api })
     }
 
@@ -468,7 +468,7 @@ impl CaptureSession {
     /// `refresh()` promises reject with `code` `"detached"`.
     pub fn detach(&self) {
         self.session.detach();
-        LIVE.with(|live| live.borrow_mut().retain(|s| !s.is_detached()));
+        let _ = LIVE.try_with(|live| live.borrow_mut().retain(|s| !s.is_detached()));
         self.api.settle_refresh(Err(ApiError::Detached));
         self.api.settle_ready();
         self.api.listeners.borrow_mut().clear();

@@ -8,7 +8,6 @@
 //! make.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::rc::Rc;
 
 use capture_session_core::engine::ReplyOutcome;
@@ -31,10 +30,12 @@ pub(crate) struct RequestSettings {
 }
 
 /// A request on its way. Dropping it aborts the request, except for
-/// `keepalive` ones (the logout notice must outlive the page and the helper).
+/// `keepalive` ones (the logout notice must outlive the page and the helper),
+/// and stops its timeout.
 pub(crate) struct InFlight {
     controller: Option<AbortController>,
     keepalive: bool,
+    _timeout: Option<Timeout>,
 }
 
 impl InFlight {
@@ -54,24 +55,26 @@ impl Drop for InFlight {
     }
 }
 
-/// Starts `POST url` with a JSON `body`; the future resolves to how it ended.
+/// Starts `POST url` with a JSON `body`; `on_reply` gets how it ended (unless
+/// the request is dropped first).
 pub(crate) fn post(
     url: &str,
     body: &str,
     settings: &RequestSettings,
     keepalive: bool,
-) -> (InFlight, impl Future<Output = ReplyOutcome>) {
+    on_reply: impl FnOnce(ReplyOutcome) + 'static,
+) -> InFlight {
     let controller = AbortController::new().ok();
     let timed_out = Rc::new(Cell::new(false));
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_body(&body.into());
     init.set_credentials(settings.credentials);
+    init.set_cache(web_sys::RequestCache::NoStore);
     if keepalive {
         // Not in web-sys' RequestInit: set the plain dictionary member.
         js::set_flag(&init, "keepalive", true);
     }
-    init.set_cache(web_sys::RequestCache::NoStore);
     if let Ok(headers) = Headers::new() {
         for (name, value) in &settings.headers {
             // Validated at attach; a failure here cannot happen, and would only drop the header.
@@ -81,7 +84,8 @@ pub(crate) fn post(
         let _ = headers.set(HEADER_NAME, HEADER_VALUE);
         init.set_headers(&headers);
     }
-    let timer = controller.as_ref().map(|c| {
+    let timeout = controller.as_ref().map(|c| {
+        init.set_signal(Some(&c.signal()));
         let c = c.clone();
         let timed_out = timed_out.clone();
         let ms = settings.timeout_ms.min(i32::MAX as u64) as u32;
@@ -90,35 +94,40 @@ pub(crate) fn post(
             c.abort();
         })
     });
-    if let Some(c) = &controller {
-        init.set_signal(Some(&c.signal()));
-    }
-    let sent = js::fetch(url, &init);
-    let flight = InFlight {
-        controller: controller.clone(),
-        keepalive,
-    };
-    let reply = async move {
-        let outcome = match sent {
-            Ok(promise) => receive(promise, controller.as_ref()).await,
-            Err(_) => ReplyOutcome::Network,
-        };
-        drop(timer);
-        match outcome {
-            ReplyOutcome::Network if timed_out.get() => ReplyOutcome::Timeout,
-            other => other,
+    let failed = move || {
+        if timed_out.get() {
+            ReplyOutcome::Timeout
+        } else {
+            ReplyOutcome::Network
         }
     };
-    (flight, reply)
+    match js::fetch(url, &init) {
+        Ok(promise) => {
+            let abort = controller.clone();
+            js::when_settled(&promise, move |response| {
+                match response.ok().and_then(|r| r.dyn_into::<Response>().ok()) {
+                    Some(response) => read_reply(&response, abort.as_ref(), failed, on_reply),
+                    None => on_reply(failed()),
+                }
+            });
+        }
+        // Still answered asynchronously, like every other outcome.
+        Err(_) => js::soon(move || on_reply(ReplyOutcome::Network)),
+    }
+    InFlight {
+        controller,
+        keepalive,
+        _timeout: timeout,
+    }
 }
 
-async fn receive(promise: js_sys::Promise, controller: Option<&AbortController>) -> ReplyOutcome {
-    let Ok(response) = js::settle(promise).await else {
-        return ReplyOutcome::Network;
-    };
-    let Ok(response) = response.dyn_into::<Response>() else {
-        return ReplyOutcome::Network;
-    };
+/// Reads the status, headers and (capped) body of a reply.
+fn read_reply(
+    response: &Response,
+    controller: Option<&AbortController>,
+    failed: impl FnOnce() -> ReplyOutcome + 'static,
+    on_reply: impl FnOnce(ReplyOutcome) + 'static,
+) {
     let status = response.status();
     let headers = response.headers();
     let retry_after_ms = headers
@@ -132,24 +141,27 @@ async fn receive(promise: js_sys::Promise, controller: Option<&AbortController>)
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .is_some_and(|n| n > MAX_BODY_BYTES as u64);
-    let body = if declared_too_big || status == 204 {
-        if declared_too_big {
-            if let Some(c) = controller {
-                c.abort();
-            }
+    if declared_too_big {
+        if let Some(c) = controller {
+            c.abort();
         }
-        None
-    } else {
-        match response.text() {
-            Ok(p) => match js::settle(p).await {
-                Ok(text) => text.as_string().filter(|t| t.len() <= MAX_BODY_BYTES),
-                // The body could not be read: the connection broke (or timed out).
-                Err(_) => return ReplyOutcome::Network,
-            },
-            Err(_) => None,
-        }
+    }
+    let text = match response.text() {
+        Ok(text) if !declared_too_big && status != 204 => text,
+        _ => return on_reply(classify(status, None, retry_after_ms)),
     };
-    let object = body.as_deref().and_then(js::parse_object);
+    js::when_settled(&text, move |body| match body {
+        Ok(body) => {
+            let body = body.as_string().filter(|t| t.len() <= MAX_BODY_BYTES);
+            on_reply(classify(status, body.as_deref(), retry_after_ms))
+        }
+        // The body could not be read: the connection broke (or timed out).
+        Err(_) => on_reply(failed()),
+    });
+}
+
+fn classify(status: u16, body: Option<&str>, retry_after_ms: Option<u64>) -> ReplyOutcome {
+    let object = body.and_then(js::parse_object);
     if (200..300).contains(&status) {
         match object {
             Some(o) => ReplyOutcome::Success(js::token_reply(&o)),

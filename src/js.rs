@@ -3,7 +3,11 @@
 //! page, `localStorage` or a backend hands over: no unwrap, no panic.
 
 use capture_session_core::wire::{ErrorCode, JsonScalar, RawTokenReply, StartRequest};
+use std::cell::Cell;
+use std::rc::Rc;
+
 use js_sys::{Object, Reflect, JSON};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::JsFailure;
@@ -132,6 +136,13 @@ fn stringify(value: &JsValue) -> String {
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
+    /// A promise, seen only for its `then`.
+    type Thenable;
+
+    /// `promise.then(ok, err)` with JavaScript-owned callbacks.
+    #[wasm_bindgen(structural, method, js_name = then)]
+    fn then_with(this: &Thenable, ok: &JsValue, err: &JsValue);
+
     /// The global `fetch`, looked up at each call (so a page or a test can wrap
     /// it), with a synchronous throw caught instead of unwinding through Rust.
     #[wasm_bindgen(js_name = fetch, catch)]
@@ -146,9 +157,33 @@ pub(crate) fn fetch(
     global_fetch(input, init).map_err(failure)
 }
 
-/// Awaits a promise; a rejection becomes a typed error.
-pub(crate) async fn settle(promise: js_sys::Promise) -> Result<JsValue, JsFailure> {
-    wasm_bindgen_futures::JsFuture::from(promise)
-        .await
-        .map_err(failure)
+/// Runs `done` once `promise` settles (a rejection becomes a typed error).
+///
+/// Callbacks rather than `async`: the futures executor costs about 3 KB of
+/// wasm, and each reply is handled by exactly one callback anyway. The two
+/// closures belong to JavaScript: the one that runs frees itself, the other is
+/// freed with the promise (wasm-bindgen's `FinalizationRegistry`).
+pub(crate) fn when_settled(
+    promise: &js_sys::Promise,
+    done: impl FnOnce(Result<JsValue, JsFailure>) + 'static,
+) {
+    type Done = Box<dyn FnOnce(Result<JsValue, JsFailure>)>;
+    let slot: Rc<Cell<Option<Done>>> = Rc::new(Cell::new(Some(Box::new(done))));
+    let on_error = slot.clone();
+    let ok = Closure::once_into_js(move |value: JsValue| {
+        if let Some(done) = slot.take() {
+            done(Ok(value));
+        }
+    });
+    let err = Closure::once_into_js(move |thrown: JsValue| {
+        if let Some(done) = on_error.take() {
+            done(Err(failure(thrown)));
+        }
+    });
+    promise.unchecked_ref::<Thenable>().then_with(&ok, &err);
+}
+
+/// Runs `task` in a microtask (after the current script, before rendering).
+pub(crate) fn soon(task: impl FnOnce() + 'static) {
+    when_settled(&js_sys::Promise::resolve(&JsValue::UNDEFINED), |_| task());
 }

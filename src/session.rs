@@ -360,14 +360,16 @@ impl Session {
             }
             Action::Send { id, request } => self.send(id, request),
             Action::Abort(id) => {
-                let aborted = {
+                // Dropping the request aborts it (a logout notice excepted).
+                let aborted: Vec<_> = {
                     let mut rt = self.rt.borrow_mut();
-                    let at = rt.inflight.iter().position(|(i, _)| *i == id);
-                    at.map(|at| rt.inflight.swap_remove(at))
+                    let (gone, kept) = std::mem::take(&mut rt.inflight)
+                        .into_iter()
+                        .partition(|(i, _)| *i == id);
+                    rt.inflight = kept;
+                    gone
                 };
-                if let Some((_, flight)) = aborted {
-                    flight.abort();
-                }
+                drop(aborted);
             }
             Action::CreateCaptureSession(token) => {
                 if widget::create_session(&token) {
@@ -455,22 +457,21 @@ impl Session {
             return;
         };
         let settings = self.rt.borrow().requests.clone();
-        let (flight, reply) = backend::post(&url, &body, &settings, keepalive);
-        self.rt.borrow_mut().inflight.push((id, flight));
         let weak = self.weak();
-        wasm_bindgen_futures::spawn_local(async move {
-            let outcome = reply.await;
+        let flight = backend::post(&url, &body, &settings, keepalive, move |outcome| {
             let Some(s) = upgrade(&weak) else { return };
             // Only requests still in flight are answered (an aborted one is not).
-            let still_wanted = {
+            let finished = {
                 let mut rt = s.rt.borrow_mut();
-                let at = rt.inflight.iter().position(|(i, _)| *i == id);
-                at.map(|at| rt.inflight.swap_remove(at)).is_some()
+                let before = rt.inflight.len();
+                rt.inflight.retain(|(i, _)| *i != id);
+                rt.inflight.len() < before
             };
-            if still_wanted {
+            if finished {
                 s.feed(Input::Reply { id, outcome });
             }
         });
+        self.rt.borrow_mut().inflight.push((id, flight));
     }
 
     /// Re-arms the timer at the engine's next deadline (if it changed).
