@@ -151,9 +151,9 @@ impl Session {
                         s.on_tab_message(message);
                     }
                 },
-                move |key| {
+                move |key, removed| {
                     if let Some(s) = upgrade(&w2) {
-                        s.on_storage_event(key.as_deref());
+                        s.on_storage_event(key.as_deref(), removed);
                     }
                 },
             )
@@ -255,20 +255,28 @@ impl Session {
         }
     }
 
-    fn on_storage_event(&self, key: Option<&str>) {
-        let ours = match key {
-            None => true,
-            Some(k) => self.rt.borrow().store.is_our_key(k),
+    /// A `storage` event: another tab (its helper, or a widget without one)
+    /// changed the entries. Removing the token (or clearing storage) is a
+    /// logout; anything else may be a new token.
+    fn on_storage_event(&self, key: Option<&str>, removed: bool) {
+        let (ours, token_key) = {
+            let rt = self.rt.borrow();
+            match key {
+                None => (true, true),
+                Some(k) => (rt.store.is_our_key(k), k == rt.config.storage_key),
+            }
         };
         if !ours || !self.rt.borrow().store.is_persistent() {
             return;
         }
-        let (stored, failed) = self.read_store();
-        if failed {
-            self.storage_failed();
-        } else if stored.token.is_none() {
-            self.rt.borrow_mut().last_news = None;
-            self.feed(Input::Tab(TabNews::SessionEnded));
+        if token_key && removed {
+            let (stored, failed) = self.read_store();
+            if failed {
+                self.storage_failed();
+            } else if stored.token.is_none() {
+                self.rt.borrow_mut().last_news = None;
+                self.feed(Input::Tab(TabNews::SessionEnded));
+            }
         } else {
             self.adopt_stored_token();
         }

@@ -54,7 +54,7 @@ impl TabLink {
     pub(crate) fn open(
         name: &str,
         on_news: impl Fn(TabMessage) + 'static,
-        on_storage: impl Fn(Option<String>) + 'static,
+        on_storage: impl Fn(Option<String>, bool) + 'static,
     ) -> TabLink {
         let channel = BroadcastChannel::new(name).ok();
         let on_message = channel.as_ref().map(|c| {
@@ -72,7 +72,7 @@ impl TabLink {
         let on_storage = web_sys::window().map(|w| {
             EventListener::new(&w, "storage", move |e| {
                 if let Some(e) = e.dyn_ref::<StorageEvent>() {
-                    on_storage(e.key());
+                    on_storage(e.key(), e.new_value().is_none());
                 }
             })
         });

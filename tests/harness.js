@@ -33,6 +33,79 @@ for (const type of EVENT_TYPES) {
   });
 }
 
+// ---- accounting of what a helper leaves behind ------------------------------
+// Listeners, timers and broadcast channels are counted as they are created and
+// released, so a test can compare the counts before attach and after detach.
+
+const live = { listeners: new Set(), timers: new Set(), channels: new Set() };
+const listenerKey = (target, type, fn) => ({ target, type, fn });
+const realAdd = EventTarget.prototype.addEventListener;
+const realRemove = EventTarget.prototype.removeEventListener;
+EventTarget.prototype.addEventListener = function (type, fn, options) {
+  for (const l of live.listeners) if (l.target === this && l.type === type && l.fn === fn) return realAdd.call(this, type, fn, options);
+  live.listeners.add(listenerKey(this, type, fn));
+  return realAdd.call(this, type, fn, options);
+};
+EventTarget.prototype.removeEventListener = function (type, fn, options) {
+  for (const l of live.listeners) if (l.target === this && l.type === type && l.fn === fn) live.listeners.delete(l);
+  return realRemove.call(this, type, fn, options);
+};
+const realSetTimeout = window.setTimeout.bind(window);
+const realClearTimeout = window.clearTimeout.bind(window);
+window.setTimeout = function (fn, ms, ...args) {
+  const id = realSetTimeout(() => {
+    live.timers.delete(id);
+    if (typeof fn === "function") fn(...args);
+  }, ms);
+  live.timers.add(id);
+  return id;
+};
+window.clearTimeout = function (id) {
+  live.timers.delete(id);
+  return realClearTimeout(id);
+};
+const RealChannel = window.BroadcastChannel;
+window.BroadcastChannel = class extends RealChannel {
+  constructor(name) {
+    super(name);
+    live.channels.add(this);
+  }
+  close() {
+    live.channels.delete(this);
+    return super.close();
+  }
+};
+
+/** How many listeners, pending timers and open channels exist now. */
+export function liveHandles() {
+  return JSON.stringify({
+    listeners: live.listeners.size,
+    timers: live.timers.size,
+    channels: live.channels.size,
+  });
+}
+
+/** Hides `navigator.locks`, as in browsers without Web Locks. */
+export function hideLocks() {
+  Object.defineProperty(navigator, "locks", { configurable: true, value: undefined });
+}
+
+function restoreLocks() {
+  delete navigator.locks;
+}
+
+/** Another tab changed storage: what the browser delivers here as a `storage` event. */
+export function storageEventFromOtherTab(key, value) {
+  if (value === undefined || value === null) localStorage.removeItem(key);
+  else localStorage.setItem(key, value);
+  window.dispatchEvent(new StorageEvent("storage", { key, newValue: value ?? null, storageArea: localStorage }));
+}
+
+/** The browser says it went offline or online. */
+export function connectivity(online) {
+  window.dispatchEvent(new Event(online ? "online" : "offline"));
+}
+
 // ---- backend --------------------------------------------------------------
 
 function fakeFetch(input, init = {}) {
@@ -56,14 +129,15 @@ function fakeFetch(input, init = {}) {
     const abort = () => reject(new DOMException("The operation was aborted.", "AbortError"));
     if (signal) {
       if (signal.aborted) return abort();
-      signal.addEventListener("abort", abort);
+      // The harness's own listeners and timers are not counted as the helper's.
+      realAdd.call(signal, "abort", abort);
     }
     if (!reply) {
       resolve(json(404, { error: "not_found", message: "no route" }));
       return;
     }
     if (reply.hang) return;
-    setTimeout(() => {
+    realSetTimeout(() => {
       if (reply.network) return reject(new TypeError("Failed to fetch"));
       if (reply.raw !== undefined) {
         resolve(new Response(reply.raw, { status: reply.status || 200, headers: reply.headers || {} }));
@@ -222,6 +296,7 @@ export function sleep(ms) {
 /** A fresh page: empty storage, no widget, the scripted backend, no records. */
 export function reset() {
   restoreStorage();
+  restoreLocks();
   localStorage.clear();
   delete window.janrain;
   window.fetch = fakeFetch;

@@ -39,6 +39,13 @@ extern "C" {
     fn window_events(kind: &str) -> Array;
     fn pusher(list: &Array) -> Function;
     fn sleep(ms: u32) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = liveHandles)]
+    fn live_handles() -> String;
+    #[wasm_bindgen(js_name = hideLocks)]
+    fn hide_locks();
+    #[wasm_bindgen(js_name = storageEventFromOtherTab)]
+    fn storage_event_from_other_tab(key: &str, value: Option<String>);
+    fn connectivity(online: bool);
 }
 
 const REFRESH: &str = "/capture-session/refresh";
@@ -768,6 +775,7 @@ async fn a_subscriber_that_throws_does_not_break_the_helper() {
 async fn detach_leaves_nothing_behind() {
     reset();
     install_widget("{}");
+    let handles_before = live_handles();
     // A proactive refresh would be due in about a second.
     store_token("tok-soon", 2_500.0);
     route(REFRESH, &token_reply("tok-later", 3600));
@@ -891,4 +899,90 @@ async fn a_later_helper_adopts_a_token_another_one_refreshed() {
     assert_eq!(requests(REFRESH).length(), 1);
     a.detach();
     b.detach();
+}
+
+#[wasm_bindgen_test]
+async fn a_helper_holds_listeners_timers_and_a_channel_while_attached() {
+    // The other half of `detach_leaves_nothing_behind`: the accounting sees them.
+    reset();
+    store_token("tok-1", 3_600_000.0);
+    let before = json(&live_handles());
+    let s = attach("");
+    settle(s.ready()).await.expect("ready");
+    let during = json(&live_handles());
+    assert!(number(&during, "listeners") > number(&before, "listeners"));
+    assert!(
+        number(&during, "timers") > number(&before, "timers"),
+        "the refresh timer"
+    );
+    assert!(number(&during, "channels") > number(&before, "channels"));
+    s.detach();
+    let after = json(&live_handles());
+    for key in ["listeners", "timers", "channels"] {
+        assert_eq!(number(&after, key), number(&before, key), "{key}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_token_another_tab_stored_is_adopted_and_its_logout_ends_here() {
+    reset();
+    install_widget("{}");
+    let s = attach("");
+    let active = listen(&s, "active");
+    let ended = listen(&s, "ended");
+    settle(s.ready()).await.expect("ready");
+    assert_eq!(s.state(), "none");
+    // The other tab's widget writes the expiry, then the token.
+    storage_event_from_other_tab(
+        "janrainCaptureToken_Expires",
+        Some(http_date_in(3_600_000.0)),
+    );
+    storage_event_from_other_tab("janrainCaptureToken", Some("tok-other-tab".into()));
+    wait_for("the adoption", 1000, || s.state() == "active").await;
+    assert_eq!(text(&last(&active), "source").as_deref(), Some("tab"));
+    let created = widget_calls("createCaptureSession");
+    assert_eq!(
+        text(&last(&created), "arg").as_deref(),
+        Some("tok-other-tab")
+    );
+
+    storage_event_from_other_tab("janrainCaptureToken", None);
+    wait_for("the logout", 1000, || ended.length() == 1).await;
+    assert_eq!(text(&ended.get(0), "reason").as_deref(), Some("tab"));
+    assert_eq!(s.state(), "ended");
+    s.detach();
+}
+
+#[wasm_bindgen_test]
+async fn without_web_locks_a_refresh_still_goes_out() {
+    reset();
+    hide_locks();
+    store_token("tok-1", 3_600_000.0);
+    route(REFRESH, &token_reply("tok-2", 3600));
+    let s = attach("");
+    settle(s.ready()).await.expect("ready");
+    settle(s.refresh())
+        .await
+        .expect("refreshed without navigator.locks");
+    assert_eq!(requests(REFRESH).length(), 1);
+    assert_eq!(stored("janrainCaptureToken").as_deref(), Some("tok-2"));
+    s.detach();
+    reset();
+}
+
+#[wasm_bindgen_test]
+async fn an_offline_browser_waits_for_the_network() {
+    reset();
+    store_token("tok-1", 3_600_000.0);
+    route(REFRESH, &token_reply("tok-2", 3600));
+    let s = attach("");
+    settle(s.ready()).await.expect("ready");
+    connectivity(false);
+    let pending = s.refresh();
+    pause(100).await;
+    assert_eq!(requests(REFRESH).length(), 0, "no request while offline");
+    connectivity(true);
+    settle(pending).await.expect("refreshed once online");
+    assert_eq!(requests(REFRESH).length(), 1);
+    s.detach();
 }
