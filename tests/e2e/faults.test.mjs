@@ -5,7 +5,9 @@
 // the real server answers every request that is let through.
 //
 // The Vite page is used: its query string sets the helper's options like a bundler customer
-// would in code (retry policy, request timeout).
+// would in code (retry policy, request timeout). Code mode: the token's lifetime comes from the
+// backend's start reply, so these tests depend on nothing but the fault under test (token mode's
+// proactive refresh has its own tests in session.test.mjs).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
@@ -25,7 +27,7 @@ import {
 const LIFETIME = 10; // seconds: proactive refresh ~5 s after sign-in, expiry at 10 s
 const RETRY = { base: 300, max: 1000, attempts: 4 };
 const TIMEOUT_MS = 1500;
-const QUERY = `retryBaseMs=${RETRY.base}&retryMaxMs=${RETRY.max}&retryMaxAttempts=${RETRY.attempts}&requestTimeoutMs=${TIMEOUT_MS}`;
+const QUERY = `mode=code&retryBaseMs=${RETRY.base}&retryMaxMs=${RETRY.max}&retryMaxAttempts=${RETRY.attempts}&requestTimeoutMs=${TIMEOUT_MS}`;
 
 let server;
 let browser;

@@ -267,9 +267,10 @@
     return h("label", { class: "capture_field", for: "capture_" + name }, [h("span", { text: label }), input]);
   }
 
+  // A screen's message stays through re-renders (the helper re-renders after a refresh) until
+  // the next action on that screen.
   function notice(screen) {
     var m = messages[screen];
-    delete messages[screen];
     if (!m) return null;
     return h("p", { class: "capture_tip capture_tip_" + m.kind, role: m.kind === "error" ? "alert" : "status", text: m.text });
   }
@@ -367,6 +368,7 @@
     var had = !!storedToken();
     clearSession();
     draft = null;
+    messages = {};
     fire("onCaptureSessionEnded", transaction("endCaptureSession", currentScreen, "success", had ? "sessionEnded" : "noSession"));
     if (started) renderScreen("signIn");
     return true;
@@ -379,6 +381,7 @@
   function signIn(email, password) {
     if (busy) return;
     busy = true;
+    delete messages.signIn;
     var mode = responseType();
     fire("onCaptureLoginStart", transaction("traditionalSignin", "signIn", "pending", "loginStart"));
     post("/oauth/auth_native_traditional", {
@@ -435,6 +438,7 @@
         extra.authorizationCode = reply.authorization_code;
       }
       draft = null;
+      messages = {};
       renderScreen("editProfile");
       fire("onCaptureLoginSuccess", transaction("traditionalSignin", "signIn", "success", "signedIn", extra));
     });
@@ -459,6 +463,7 @@
 
   function saveProfile(values) {
     if (busy) return;
+    delete messages.editProfile;
     draft = { displayName: values.displayName };
     var token = storedToken();
     if (!token) {
