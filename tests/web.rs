@@ -785,6 +785,11 @@ async fn detach_leaves_nothing_behind() {
     assert!(handler_count() >= 9);
     let pending = s.refresh();
     s.detach();
+    assert_eq!(
+        live_handles(),
+        handles_before,
+        "every listener, timer and channel of the helper is gone"
+    );
     let e = settle(pending)
         .await
         .expect_err("a pending refresh rejects");
