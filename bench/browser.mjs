@@ -15,14 +15,17 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { BENCH_DIR, ROOT, notMeasured, summarize, writePart } from "./lib/measure.mjs";
+import { BENCH_DIR, DIST_DIR, PKG_DIR, notMeasured, summarize, writePart } from "./lib/measure.mjs";
 import { freePort, request, serverBinary, start, stop, waitForPort } from "./lib/procs.mjs";
 
 const PAGE_LOADS = Number(process.env.BENCH_PAGE_LOADS || 50);
 const REFRESHES = Number(process.env.BENCH_REFRESHES || 50);
-const FANOUT = [1, 5, 10, 20];
+const FANOUT = (process.env.BENCH_FANOUT || "1,5,10,20").split(",").map(Number);
 const TOKEN_LIFETIME = 20; // seconds: the simulator's tokens in this part
 const REFRESH_AHEAD = 8; // seconds: the helper refreshes this long before expiry
+const PROPAGATION_WINDOW_MS = 2000; // tabs should hold the new token this soon after the refresh
+const DUPLICATE_WINDOW_MS = 6000; // < TOKEN_LIFETIME - REFRESH_AHEAD: the next expiry's refresh is later
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const CHROME_FLAGS = [
   "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
   "--disable-background-networking", "--disable-component-update", "--no-first-run",
@@ -33,7 +36,7 @@ const CONTENT_TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javasc
 
 // --- What to load ----------------------------------------------------------------
 function esmEntry() {
-  const pjPath = join(ROOT, "pkg", "package.json");
+  const pjPath = join(PKG_DIR, "package.json");
   if (!existsSync(pjPath)) return null;
   const pj = JSON.parse(readFileSync(pjPath, "utf8"));
   const pick = (x) => (typeof x === "string" ? x : x && (pick(x.browser) || pick(x.import) || pick(x.default)));
@@ -49,6 +52,7 @@ async function startServer() {
   const child = start("browser-server", bin, [
     "--simulate", "--listen", `127.0.0.1:${port}`,
     "--sim-token-lifetime", String(TOKEN_LIFETIME), "--reuse-window", "0",
+    "--pkg", PKG_DIR, "--dist", DIST_DIR,
   ], { RUST_LOG: "warn" });
   await waitForPort(port, child);
   return { child, origin: `http://127.0.0.1:${port}` };
@@ -123,7 +127,30 @@ async function waitDone(page, timeout = 15000) {
 }
 
 // --- 2. Startup ---------------------------------------------------------------------
-async function startupRun(browser, server, entry, user, warm) {
+const VARIANTS = {
+  esm: {
+    label: "ESM package",
+    url: (entry) => `/bench/startup-esm.html?entry=${encodeURIComponent(entry)}`,
+    resources: "/pkg/",
+    phases: [
+      ["import of the JS glue", (s) => s.imported - s.t0],
+      ["init(): fetch + compile + instantiate the wasm", (s) => s.initialized - s.imported],
+      ["attach() → ready", (s) => s.ready - s.initialized],
+    ],
+  },
+  script: {
+    label: "script tag",
+    url: () => "/bench/startup-script.html",
+    resources: "/dist/",
+    phases: [
+      ["script tag executed (compile + attach)", (s) => s.attached - s.t0],
+      ["attached → ready", (s) => s.ready - s.attached],
+    ],
+  },
+};
+
+async function startupRun(browser, server, entry, user, variant, warm) {
+  const v = VARIANTS[variant];
   const samples = [];
   const runs = warm ? PAGE_LOADS + 1 : PAGE_LOADS; // warm: the first load fills the cache
   let context = null;
@@ -134,55 +161,66 @@ async function startupRun(browser, server, entry, user, warm) {
       context = await newContext(browser, server, stored);
       page = await context.newPage();
     }
-    await page.goto(`${server.origin}/bench/startup-esm.html?entry=${encodeURIComponent(entry)}`);
+    await page.goto(`${server.origin}${v.url(entry)}`);
     await waitDone(page);
-    const r = await page.evaluate(() => {
+    const r = await page.evaluate((prefix) => {
       const s = window.__bench.startup;
-      const net = performance
+      // Time inside [t0, ready] during which one of the helper's files was on the
+      // wire (from Resource Timing), overlapping intervals counted once.
+      const spans = performance
         .getEntriesByType("resource")
-        .filter((e) => e.name.includes("/pkg/"))
-        .reduce((a, e) => a + (e.responseEnd - e.startTime), 0);
-      return { ...s, network: net, isolated: self.crossOriginIsolated };
-    });
-    if (r.state !== "active") throw new Error(`after ready the state was "${r.state}", not "active": the stored session was not adopted`);
+        .filter((e) => new URL(e.name).pathname.startsWith(prefix))
+        .map((e) => [Math.max(e.startTime, s.t0), Math.min(e.responseEnd, s.ready)])
+        .filter(([a, b]) => b > a)
+        .sort((x, y) => x[0] - y[0]);
+      let network = 0;
+      let until = -Infinity;
+      for (const [a, b] of spans) {
+        const from = Math.max(a, until);
+        if (b > from) network += b - from;
+        until = Math.max(until, b);
+      }
+      return { ...s, network, isolated: self.crossOriginIsolated };
+    }, v.resources);
+    if (r.state !== "active") throw new Error(`${v.label}: after ready the state was "${r.state}", not "active": the stored session was not adopted`);
     if (!warm || i > 0) samples.push(r);
     if (!warm) await context.close();
   }
   if (warm) await context.close();
   const rows = [
     ["script start → ready", (s) => s.ready - s.t0],
-    ["  of which network (Resource Timing of the glue and the wasm)", (s) => s.network],
     ["script start → ready, beyond network", (s) => s.ready - s.t0 - s.network],
-    ["  import of the JS glue", (s) => s.imported - s.t0],
-    ["  init(): fetch + compile + instantiate the wasm", (s) => s.initialized - s.imported],
-    ["  attach() → ready", (s) => s.ready - s.initialized],
+    ["  network (the helper's files on the wire)", (s) => s.network],
+    ...v.phases.map(([what, f]) => [`  ${what}`, f]),
   ];
+  const cache = warm ? "warm cache" : "cold (new profile)";
   return {
     isolated: samples.every((s) => s.isolated),
-    rows: rows.map(([what, f]) => ({ what, ...summarize(samples.map(f)) })),
+    rows: rows.map(([what, f]) => ({ variant: v.label, cache, what, ...summarize(samples.map(f)) })),
   };
 }
 
 async function startup(browser, server, entry, user) {
-  const cold = await startupRun(browser, server, entry, user, false);
-  const warm = await startupRun(browser, server, entry, user, true);
+  const runs = [];
+  for (const variant of Object.keys(VARIANTS)) {
+    for (const warm of [true, false]) runs.push(await startupRun(browser, server, entry, user, variant, warm));
+  }
   return {
-    rows: [
-      ...warm.rows.map((r) => ({ ...r, what: `warm cache: ${r.what}` })),
-      ...cold.rows.map((r) => ({ ...r, what: `cold (new profile): ${r.what}` })),
-    ],
-    crossOriginIsolated: cold.isolated && warm.isolated,
+    rows: runs.flatMap((r) => r.rows),
+    crossOriginIsolated: runs.every((r) => r.isolated),
     note:
-      `ESM package (web target), loaded from the server on 127.0.0.1; the stored session is valid for an hour, so ready needs no backend call. ` +
-      `"warm cache" reloads one tab ${PAGE_LOADS} times after a first load; "cold" opens a new browser profile for each of ${PAGE_LOADS} loads. ` +
-      `Marks are performance.now() at the start of the page's module script and after \`await session.ready\`.`,
+      `Loaded from the server on 127.0.0.1 with no Registration UI on the page; the stored session is valid for an hour, so ready needs no backend call. ` +
+      `"warm cache": one tab reloaded ${PAGE_LOADS} times after a first load; "cold": a new browser profile for each of ${PAGE_LOADS} loads. ` +
+      "Marks: performance.now() at the start of the page's first script (before the helper's import or script tag) and after `await session.ready`; " +
+      "network is the part of that span during which the helper's files were being fetched (Resource Timing).",
   };
 }
 
 // --- 3. Refresh overhead ------------------------------------------------------------
-async function refreshOverhead(browser, server, entry, user) {
+async function refreshOverhead(browser, server, entry) {
   const context = await newContext(browser, server, null);
   try {
+    const user = await signIn(server); // the simulator's tokens are short-lived here
     await startBackendSession(context, server, user);
     await context.addInitScript(({ token, expires }) => {
       if (!localStorage.getItem("janrainCaptureToken")) {
@@ -229,28 +267,18 @@ async function refreshOverhead(browser, server, entry, user) {
 }
 
 // --- 4. Tab fan-out ---------------------------------------------------------------
-/** Refresh requests the server has seen, from its stats endpoint; null when it has none. */
+/** Refresh requests that reached the server (server/README.md: GET /capture-session/_admin/stats). */
 async function serverRefreshCount(server) {
-  for (const path of ["/capture-session/_admin/stats"]) {
-    try {
-      const res = await request(`${server.origin}${path}`);
-      if (res.status !== 200) continue;
-      const s = JSON.parse(res.body);
-      const v = s.refresh ?? s.refreshes ?? s.requests?.refresh ?? s.endpoints?.refresh?.requests;
-      const n = typeof v === "number" ? v : typeof v?.requests === "number" ? v.requests : typeof v?.count === "number" ? v.count : null;
-      if (n !== null) return n;
-    } catch { /* no stats endpoint */ }
-  }
-  return null;
+  const res = await request(`${server.origin}/capture-session/_admin/stats`);
+  if (res.status !== 200) return null;
+  const n = JSON.parse(res.body).refresh;
+  return typeof n === "number" ? n : null;
 }
 
-async function fanoutOne(browser, server, entry, user, tabs) {
+async function fanoutOne(browser, server, entry, tabs) {
   const context = await newContext(browser, server, null);
-  let browserCount = 0;
-  context.on("request", (req) => {
-    if (req.method() === "POST" && new URL(req.url()).pathname === "/capture-session/refresh") browserCount++;
-  });
   try {
+    const user = await signIn(server);
     const startedAt = Date.now();
     const { expiresIn } = await startBackendSession(context, server, user);
     const lifetime = Number(expiresIn) || TOKEN_LIFETIME;
@@ -267,6 +295,10 @@ async function fanoutOne(browser, server, entry, user, tabs) {
     const pages = [];
     for (let i = 0; i < tabs; i++) {
       const page = await context.newPage();
+      page.refreshSends = [];
+      page.on("request", (req) => {
+        if (req.method() === "POST" && new URL(req.url()).pathname === "/capture-session/refresh") page.refreshSends.push(Date.now());
+      });
       await page.goto(`${server.origin}/bench/helper.html?entry=${encodeURIComponent(entry)}&config=${config}`);
       pages.push(page);
     }
@@ -278,21 +310,31 @@ async function fanoutOne(browser, server, entry, user, tabs) {
     if (opened > dueAt - 500) throw new Error(`opening ${tabs} tabs took ${opened - startedAt} ms, past the refresh time`);
     const firstExpiry = Math.max(...states.map(([, e]) => e ?? 0));
     const before = await serverRefreshCount(server);
-    const browserBefore = browserCount;
+    if (before === null) throw new Error("the server has no stats endpoint (GET /capture-session/_admin/stats)");
 
-    // Wait for every tab to hold a later expiry (the refreshed token), or give up.
+    // Wait for the first refresh to reach the server.
     const deadline = startedAt + (lifetime + 5) * 1000;
-    let refreshed = 0;
+    let firstAt = null;
     while (Date.now() < deadline) {
-      const exp = await Promise.all(pages.map((p) => p.evaluate(() => window.__bench.session.expiresAt)));
-      refreshed = exp.filter((e) => e && e > firstExpiry).length;
-      if (refreshed === tabs) break;
-      await new Promise((r) => setTimeout(r, 200));
+      if ((await serverRefreshCount(server)) > before) {
+        firstAt = Date.now();
+        break;
+      }
+      await sleep(20);
     }
-    await new Promise((r) => setTimeout(r, 1500)); // late duplicates would land here
+    if (firstAt === null) throw new Error(`no refresh reached the server within ${lifetime + 5} s`);
+    // Every tab should hold the new token soon after.
+    await sleep(PROPAGATION_WINDOW_MS);
+    const expiries = await Promise.all(pages.map((p) => p.evaluate(() => window.__bench.session.expiresAt)));
+    const refreshed = expiries.filter((e) => e && e > firstExpiry).length;
+    // Any further request before the new token's own refresh time is a duplicate for this expiry.
+    await sleep(Math.max(0, firstAt + DUPLICATE_WINDOW_MS - Date.now()));
     const after = await serverRefreshCount(server);
-    const atServer = before !== null && after !== null;
-    const refreshRequests = atServer ? after - before : browserCount - browserBefore;
+    const refreshRequests = after - before;
+    const sends = pages.flatMap((p) => p.refreshSends.filter((t) => t >= opened)).sort((x, y) => x - y);
+    const refreshSendsByTab = pages.map((p) => p.refreshSends.filter((t) => t >= opened).length);
+    const triggers = await Promise.all(pages.map((p) => p.evaluate(() =>
+      window.__bench.events.filter((e) => e.type === "refreshed").map((e) => e.detail && e.detail.trigger))));
 
     // Logout in the first tab; when does the last tab hear of it?
     const endAt = await pages[0].evaluate(async () => {
@@ -311,33 +353,36 @@ async function fanoutOne(browser, server, entry, user, tabs) {
     return {
       tabs,
       refreshRequests,
-      countedAt: atServer ? "server stats" : "browser (requests sent)",
       tabsRefreshed: refreshed,
       tabsEnded: ended.length,
       logoutPropagationMs: ended.length === tabs ? Math.max(...ended) - endAt : null,
+      refreshSendsByTab,
+      refreshSendOffsetsMs: sends.map((t) => t - sends[0]),
+      refreshedTriggers: triggers,
+      expiryShiftAfterRefreshMs: expiries.map((e) => (e ? e - firstExpiry : null)),
     };
   } finally {
     await context.close();
   }
 }
 
-async function fanout(browser, server, entry, user) {
+async function fanout(browser, server, entry) {
   const rows = [];
   for (const tabs of FANOUT) {
     try {
-      rows.push(await fanoutOne(browser, server, entry, user, tabs));
+      rows.push(await fanoutOne(browser, server, entry, tabs));
     } catch (e) {
       rows.push({ tabs, ...notMeasured(e.message) });
     }
     console.log(`browser: fan-out ${JSON.stringify(rows.at(-1))}`);
   }
-  const where = rows.find((r) => r.countedAt)?.countedAt ?? "server stats";
   return {
     rows,
     note:
-      `All tabs in one browser profile share a stored session whose token lives ${TOKEN_LIFETIME} s (simulator) with refreshAheadSeconds ${REFRESH_AHEAD}; ` +
-      `refresh requests are counted by ${where} from just before the refresh is due until 1.5 s after every tab holds the new expiry. ` +
-      "Logout: `session.end()` in the first tab; propagation is until the last tab's `ended` event (performance.timeOrigin + now(), comparable across tabs).",
+      `All tabs in one browser profile share a stored session whose token lives ${TOKEN_LIFETIME} s (simulator) with refreshAheadSeconds ${REFRESH_AHEAD}. ` +
+      `Refresh requests are counted at the server (GET /capture-session/_admin/stats) from when every tab is open until ${DUPLICATE_WINDOW_MS / 1000} s after the first refresh arrived (the next expiry's refresh is due later); ` +
+      `"tabs with the new token": tabs whose expiresAt moved forward within ${PROPAGATION_WINDOW_MS / 1000} s of it. ` +
+      "Logout: `session.end()` in the first tab; propagation lasts until the last tab's `ended` event (performance.timeOrigin + now(), comparable across tabs).",
   };
 }
 
@@ -365,9 +410,10 @@ try {
   browser = await chromium.launch({ executablePath: process.env.CHROME_BIN || "/usr/bin/chromium", args: CHROME_FLAGS });
   const user = await signIn(server);
   const out = { chromium: `Chromium ${browser.version()}`, entry };
-  out.startup = await guarded("startup", () => startup(browser, server, entry, user));
-  out.refreshOverhead = await guarded("refresh overhead", () => refreshOverhead(browser, server, entry, user));
-  out.fanout = await guarded("fan-out", () => fanout(browser, server, entry, user));
+  if (process.env.BENCH_SKIP_STARTUP) out.startup = notMeasured("skipped (BENCH_SKIP_STARTUP)");
+  else out.startup = await guarded("startup", () => startup(browser, server, entry, user));
+  out.refreshOverhead = await guarded("refresh overhead", () => refreshOverhead(browser, server, entry));
+  out.fanout = await guarded("fan-out", () => fanout(browser, server, entry));
   writePart("browser", out);
 } catch (e) {
   writePart("browser", notMeasured(e.message));

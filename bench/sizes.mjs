@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync, mkdirSync, writeFileSync } from 
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import * as esbuild from "esbuild";
-import { BENCH_DIR, ROOT, WORK_DIR, compressedSizes, filesSizes, notMeasured, writePart } from "./lib/measure.mjs";
+import { BENCH_DIR, DIST_DIR, PKG_DIR, ROOT, WORK_DIR, compressedSizes, filesSizes, notMeasured, writePart } from "./lib/measure.mjs";
 
 const require = createRequire(join(BENCH_DIR, "package.json"));
 
@@ -49,7 +49,7 @@ async function jsReachedFrom(entry) {
 }
 
 async function captureSessionPackage() {
-  const pkgDir = join(ROOT, "pkg");
+  const pkgDir = PKG_DIR;
   const pjPath = join(pkgDir, "package.json");
   if (!existsSync(pjPath)) return notMeasured("pkg/package.json missing: `npm run build` produced no ESM package");
   const pj = JSON.parse(readFileSync(pjPath, "utf8"));
@@ -60,15 +60,15 @@ async function captureSessionPackage() {
   const wasm = [...new Set(js.flatMap(wasmNamedBy))];
   if (wasm.length === 0) wasm.push(...readdirSync(pkgDir).filter((f) => f.endsWith(".wasm")).map((f) => join(pkgDir, f)));
   const sizes = filesSizes([...js, ...wasm]);
-  sizes.files = sizes.files.map((f) => ({ ...f, path: relative(ROOT, f.path) }));
-  return { version: pj.version, entry: relative(ROOT, entry), ...sizes };
+  sizes.files = sizes.files.map((f) => ({ ...f, path: `pkg/${relative(PKG_DIR, f.path)}` }));
+  return { version: pj.version, entry: `pkg/${relative(PKG_DIR, entry)}`, ...sizes };
 }
 
 async function captureSessionScriptTag() {
-  const file = join(ROOT, "dist", "capture-session.js");
+  const file = join(DIST_DIR, "capture-session.js");
   if (!existsSync(file)) return notMeasured("dist/capture-session.js missing: `npm run build` produced no script-tag file");
   const sizes = filesSizes([file, ...wasmNamedBy(file)]);
-  sizes.files = sizes.files.map((f) => ({ ...f, path: relative(ROOT, f.path) }));
+  sizes.files = sizes.files.map((f) => ({ ...f, path: `dist/${relative(DIST_DIR, f.path)}` }));
   return sizes;
 }
 

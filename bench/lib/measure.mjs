@@ -8,6 +8,10 @@ import zlib from "node:zlib";
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const ROOT = join(BENCH_DIR, "..");
 export const WORK_DIR = resolve(process.env.BENCH_WORK_DIR || join(BENCH_DIR, ".work"));
+// The build measured: scripts/bench snapshots pkg/ and dist/ right after building, so that
+// a rebuild running at the same time cannot change the files half-way through the run.
+export const PKG_DIR = resolve(process.env.BENCH_PKG_DIR || join(ROOT, "pkg"));
+export const DIST_DIR = resolve(process.env.BENCH_DIST_DIR || join(ROOT, "dist"));
 
 /** raw / gzip -9 / brotli (quality 11) byte counts of one buffer. */
 export function compressedSizes(buf, { text = true } = {}) {
