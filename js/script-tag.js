@@ -1,5 +1,6 @@
 // The single-file `<script>` build (dist/capture-session.js): the `web` glue
-// and the wasm, embedded (esbuild's binary loader), in one classic script.
+// and the wasm, embedded as a Latin-1 string (js/embed-wasm.mjs), in one
+// classic script.
 //
 //   <script src="capture-session.js" data-refresh-url="/capture-session/refresh"
 //           data-start-url="/capture-session/start" data-end-url="/capture-session/end"></script>
@@ -9,7 +10,7 @@
 // widget has not loaded yet), and exposes window.CaptureSession and, when the
 // tag carries data-refresh-url, the attached helper as window.captureSession.
 import { initSync, CaptureSession } from "../pkg/web/capture_session.js";
-import wasm from "../pkg/web/capture_session_bg.wasm";
+import wasmText from "capture-session-wasm";
 
 const NUMBERS = ["refreshAheadSeconds", "tokenLifetimeSeconds", "requestTimeoutMs"];
 const BOOLEANS = ["clientSession", "crossTab", "rerenderOnRefresh"];
@@ -44,7 +45,7 @@ function configOf(script) {
 }
 
 const script = document.currentScript;
-initSync({ module: wasm });
+initSync({ module: Uint8Array.from(wasmText, (c) => c.charCodeAt(0)) });
 window.CaptureSession = CaptureSession;
 if (script && script.dataset.refreshUrl !== undefined) {
   try {

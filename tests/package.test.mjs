@@ -79,18 +79,25 @@ before(async () => {
     let body = "";
     req.on("data", (c) => (body += c));
     req.on("end", () => {
-      const path = req.url;
+      // Under /latin1/ everything claims windows-1252: the script tag must still
+      // be read as UTF-8 (its byte order mark wins), or its embedded wasm breaks.
+      const latin1 = req.url.startsWith("/latin1/");
+      const path = latin1 ? req.url.slice("/latin1".length) : req.url;
+      const charset = latin1 ? "; charset=windows-1252" : "";
       if (path.startsWith("/capture-session/")) {
         requests.push({ path, body, marker: req.headers["x-capture-session"] });
         if (path.endsWith("/end")) return res.writeHead(204).end();
         res.writeHead(200, { "Content-Type": "application/json" });
         return res.end(JSON.stringify({ accessToken: "fresh-token", expiresIn: 3600 }));
       }
-      if (pages[path]) return res.writeHead(200, { "Content-Type": "text/html" }).end(pages[path]);
+      if (pages[path]) {
+        const html = latin1 ? pages[path].replaceAll('src="/dist/', 'src="/latin1/dist/') : pages[path];
+        return res.writeHead(200, { "Content-Type": "text/html" + charset }).end(html);
+      }
       const file = root + path.slice(1);
       if (!existsSync(file)) return res.writeHead(404).end();
       const type = file.endsWith(".wasm") ? "application/wasm" : "text/javascript";
-      res.writeHead(200, { "Content-Type": type }).end(readFileSync(file));
+      res.writeHead(200, { "Content-Type": type + charset }).end(readFileSync(file));
     });
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -144,6 +151,14 @@ test("the script tag attaches itself before the widget loads and runs the login"
   assert.ok(start, "the login reached startUrl");
   assert.equal(start.marker, "1");
   assert.deepEqual(JSON.parse(start.body), { mode: "token", uuid: "u-1", accessToken: "login-token" });
+});
+
+test("the script tag works on a page that is not UTF-8", async () => {
+  requests.length = 0;
+  const { result, errors } = await run("/latin1/tag.html");
+  assert.deepEqual(errors, []);
+  assert.equal(result.state, "active");
+  assert.ok(requests.some((r) => r.path === "/capture-session/start"));
 });
 
 test("a script tag with a bad data attribute reports config_invalid and still exposes the class", async () => {
