@@ -817,7 +817,10 @@ async fn allowed_cross_origin_pages_get_cors_with_credentials() {
         .request(reqwest::Method::OPTIONS, h.url("/capture-session/refresh"))
         .header("Origin", "https://www.example.com")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "content-type,x-capture-session")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type,x-capture-session",
+        )
         .send()
         .await
         .unwrap();
@@ -830,7 +833,10 @@ async fn allowed_cross_origin_pages_get_cors_with_credentials() {
             .unwrap_or("")
             .to_ascii_lowercase()
     };
-    assert_eq!(header("access-control-allow-origin"), "https://www.example.com");
+    assert_eq!(
+        header("access-control-allow-origin"),
+        "https://www.example.com"
+    );
     assert_eq!(header("access-control-allow-credentials"), "true");
     assert!(header("access-control-allow-headers").contains("x-capture-session"));
     let denied = h
@@ -841,6 +847,9 @@ async fn allowed_cross_origin_pages_get_cors_with_credentials() {
         .send()
         .await
         .unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    assert!(denied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
     h.stop().await;
 }
