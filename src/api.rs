@@ -41,12 +41,6 @@ const KNOWN_KEYS: [&str; 15] = [
 /// Event types of `session.on(type, fn)`.
 const EVENT_TYPES: [&str; 5] = ["active", "refreshed", "refresh-failed", "ended", "warning"];
 
-thread_local! {
-    /// Attached helpers stay alive until `detach()`, even if the page drops
-    /// its `CaptureSession` object (wasm-bindgen would otherwise free it on GC).
-    static LIVE: RefCell<Vec<Session>> = const { RefCell::new(Vec::new()) };
-}
-
 /// A JS `Error` with a stable `code` property.
 fn to_js(error: &Error) -> JsValue {
     let e = js_sys::Error::new(&error.message());
@@ -394,7 +388,6 @@ impl CaptureSession {
                 api.flush();
             }
         });
-        let _ = LIVE.try_with(|live| live.borrow_mut().push(session.clone()));
         Ok(CaptureSession { session, api })
     }
 
@@ -468,7 +461,6 @@ impl CaptureSession {
     /// `refresh()` promises reject with `code` `"detached"`.
     pub fn detach(&self) {
         self.session.detach();
-        let _ = LIVE.try_with(|live| live.borrow_mut().retain(|s| !s.is_detached()));
         self.api.settle_refresh(Err(ApiError::Detached));
         self.api.settle_ready();
         self.api.listeners.borrow_mut().clear();

@@ -66,6 +66,10 @@ struct Runtime {
     last_written: Option<(AccessToken, Millis)>,
     pumping: bool,
     detached: bool,
+    /// The runtime itself, until `detach()`: an attached helper keeps running
+    /// even if the page drops its `CaptureSession` object (which wasm-bindgen
+    /// frees on garbage collection).
+    keep_alive: Option<Session>,
 }
 
 fn now() -> Millis {
@@ -103,8 +107,10 @@ impl Session {
             last_written: None,
             pumping: false,
             detached: false,
+            keep_alive: None,
         }));
         let session = Session { rt };
+        session.rt.borrow_mut().keep_alive = Some(session.clone());
         session.connect(&lock_name);
 
         let (stored, failed) = session.read_store();
@@ -191,7 +197,7 @@ impl Session {
             return;
         }
         self.feed(Input::Api(ApiCall::Detach));
-        let (widget, page, tabs, timer, inflight, lock) = {
+        let (widget, page, tabs, timer, inflight, lock, keep_alive) = {
             let mut rt = self.rt.borrow_mut();
             rt.detached = true;
             (
@@ -201,10 +207,11 @@ impl Session {
                 rt.timer.take(),
                 std::mem::take(&mut rt.inflight),
                 rt.lock.clone(),
+                rt.keep_alive.take(),
             )
         };
         lock.release();
-        drop((widget, page, tabs, timer, inflight));
+        drop((widget, page, tabs, timer, inflight, keep_alive));
     }
 
     /// Feeds one input and executes what follows.
