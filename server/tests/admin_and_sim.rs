@@ -558,3 +558,47 @@ fn bad_flags_are_clear_errors() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allowed-origin"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_runs_standalone_with_capture_paths_at_the_root() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_capture-session-server"))
+        .args(["simulator", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--sim-user", "ada@example.com:pw"])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let users = loop {
+        match http.get(format!("{base}/_admin/users")).send().await {
+            Ok(r) => break Reply::read(r).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("standalone simulator did not answer: {e}"),
+        }
+    };
+    assert_eq!(users.json.as_array().unwrap().len(), 2);
+    let r = Reply::read(
+        http.post(format!("{base}/oauth/auth_native_traditional"))
+            .form(&[
+                ("client_id", "capture-session-demo"),
+                ("response_type", "token"),
+                ("form", "signInForm"),
+                ("signInEmailAddress", "ada@example.com"),
+                ("currentPassword", "pw"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json["stat"], "ok", "{}", r.text);
+    child.kill().await.unwrap();
+}
