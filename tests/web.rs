@@ -991,3 +991,91 @@ async fn an_offline_browser_waits_for_the_network() {
     assert_eq!(requests(REFRESH).length(), 1);
     s.detach();
 }
+
+#[wasm_bindgen_test]
+async fn invalid_token_and_access_denied_events_refresh_too() {
+    for (event, trigger) in [
+        ("onCaptureInvalidToken", "invalid-token"),
+        ("onCaptureAccessDenied", "access-denied"),
+    ] {
+        reset();
+        install_widget("{}");
+        store_token("tok-a", 3_600_000.0);
+        route(REFRESH, &token_reply("tok-b", 3600));
+        let s = attach(r#""rerenderOnRefresh": false"#);
+        let refreshed = listen(&s, "refreshed");
+        settle(s.ready()).await.expect("ready");
+        fire(event, r#"{"screen": "publicProfile"}"#);
+        wait_for("the refresh", 1000, || refreshed.length() == 1).await;
+        assert_eq!(text(&refreshed.get(0), "trigger").as_deref(), Some(trigger));
+        assert_eq!(
+            widget_calls("renderScreen").length(),
+            0,
+            "rerenderOnRefresh: false"
+        );
+        s.detach();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_token_that_cannot_be_refreshed_in_time_ends_the_session() {
+    reset();
+    install_widget("{}");
+    store_token("tok-dying", 1_500.0);
+    route(
+        REFRESH,
+        r#"[{"status": 502, "body": {"error": "upstream_error", "message": "x"}}]"#,
+    );
+    let s = attach(
+        r#""refreshAheadSeconds": 1, "tokenLifetimeSeconds": 2,
+           "retry": {"baseMs": 100, "maxMs": 200, "maxAttempts": 2}"#,
+    );
+    let ended = listen(&s, "ended");
+    let failed = listen(&s, "refresh-failed");
+    settle(s.ready()).await.expect("ready");
+    wait_for("the session to expire", 4_000, || ended.length() == 1).await;
+    assert_eq!(text(&ended.get(0), "reason").as_deref(), Some("expired"));
+    assert!(failed.length() >= 1, "it tried");
+    assert_eq!(s.state(), "ended");
+    assert_eq!(stored("janrainCaptureToken"), None);
+    s.detach();
+}
+
+#[wasm_bindgen_test]
+async fn code_mode_without_a_client_session_hands_a_token_only_when_needed() {
+    reset();
+    install_widget(r#"{"responseType": "code", "redirectUri": "https://shop.example/cb"}"#);
+    route(
+        START,
+        r#"[{"status": 200, "body": {"accessToken": null, "expiresIn": 3600, "uuid": "u-9"}}]"#,
+    );
+    route(REFRESH, &token_reply("tok-when-needed", 3600));
+    let s = attach(r#""clientSession": false"#);
+    settle(s.ready()).await.expect("ready");
+    fire(
+        "onCaptureLoginSuccess",
+        r#"{"authorizationCode": "code-9", "userData": {"uuid": "u-9"}}"#,
+    );
+    wait_for("the session", 1000, || s.state() == "active").await;
+    let body = json(&text(&requests(START).get(0), "body").unwrap());
+    assert_eq!(get(&body, "clientSession").as_bool(), Some(false));
+    assert_eq!(widget_calls("createCaptureSession").length(), 0);
+    assert_eq!(
+        stored("janrainCaptureToken"),
+        None,
+        "no token in storage yet"
+    );
+
+    // The widget needs one: the backend mints it, the widget gets it.
+    fire("onCaptureAccessDenied", r#"{"screen": "editProfile"}"#);
+    wait_for("the token", 1000, || {
+        widget_calls("createCaptureSession").length() == 1
+    })
+    .await;
+    let created = widget_calls("createCaptureSession");
+    assert_eq!(
+        text(&created.get(0), "arg").as_deref(),
+        Some("tok-when-needed")
+    );
+    s.detach();
+}
