@@ -141,21 +141,30 @@ test("a reply slower than the request timeout is abandoned and the refresh retri
 });
 
 test("a malformed JSON reply is rejected, the valid token kept and the refresh retried", async () => {
+  let releaseRetry;
+  const checked = new Promise((resolve) => {
+    releaseRetry = resolve;
+  });
   const { context, page, requests, active } = await signedInWithFault(async (n, route) => {
-    if (n > 1) return false;
-    await route.fulfill({ status: 200, contentType: "application/json", body: '{"accessToken": "abc", "expiresIn": ' });
-    return true;
+    if (n === 1) {
+      await route.fulfill({ status: 200, contentType: "application/json", body: '{"accessToken": "abc", "expiresIn": ' });
+      return true;
+    }
+    await checked; // hold the retry until the page was inspected after the bad reply
+    return false;
   });
   const before = await storedSession(page);
   const failed = await waitForEvent(page, "refresh-failed", { since: active.t, timeout: (LIFETIME + 2) * 1000 });
   assert.ok(failed.detail.reason, "the failure has a reason");
   const mid = await storedSession(page);
   assert.ok(mid.token === before.token, "the valid token was not replaced by garbage");
+  await assertStillSignedIn(page, "after the malformed reply");
+  releaseRetry();
   await waitForEvent(page, "refreshed", { since: active.t, timeout: 8000 });
   assert.equal(requests.length, 2);
   const after = await storedSession(page);
   assert.ok(after.token && after.token !== before.token, "a real new token arrived");
-  await assertStillSignedIn(page, "after the malformed reply");
+  await assertStillSignedIn(page, "after the retry");
   await finish(context);
 });
 
@@ -185,8 +194,9 @@ test("a backend that keeps failing gets no more attempts than the retry policy a
     return true;
   });
   await waitForEvent(page, "refresh-failed", { since: active.t, timeout: (LIFETIME + 2) * 1000 });
-  // Watch until just before the token expires: far longer than maxAttempts backoffs take.
-  await sleep(Math.max(0, grant.expiresAt - Date.now() - 300));
+  // Watch until shortly before the token expires (the widget's own expiry is stored with
+  // one-second precision): far longer than maxAttempts backoffs take.
+  await sleep(Math.max(0, grant.expiresAt - Date.now() - 1500));
   assert.ok(requests.length >= 2, `it retried (${requests.length} requests)`);
   assert.ok(requests.length <= RETRY.attempts, `${requests.length} requests, policy allows ${RETRY.attempts}`);
   await assertStillSignedIn(page, "while the token is still valid");

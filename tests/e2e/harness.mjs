@@ -237,11 +237,18 @@ export class Watch {
 // ---- page helpers ----------------------------------------------------------------------------
 
 /** Opens the demo (script-tag variant by default) and waits until the widget has started. */
-export async function openDemo(context, { variant = "tag", query = "" } = {}) {
+export async function openDemo(context, { variant = "tag", query = "", helperOptional = false } = {}) {
   const page = await context.newPage();
   const base = variant === "vite" ? "/dist-vite/" : "/";
   await page.goto(base + (query ? `?${query}` : ""));
   await page.waitForFunction(() => window.janrain?.capture?.ui?.standIn?.currentScreen?.() != null, null, { timeout: 10000 });
+  if (!helperOptional) {
+    await page
+      .waitForFunction(() => typeof window.captureSession?.state === "string", null, { timeout: 10000 })
+      .catch(() => {
+        throw new Error(`the helper did not attach on ${base} (is dist/ or pkg/ built? was it being rebuilt?)`);
+      });
+  }
   return page;
 }
 

@@ -227,7 +227,7 @@ test("without 'wasm-unsafe-eval' the browser refuses to compile the helper: the 
   );
   const errors = [];
   context.on("weberror", (err) => errors.push(err.error().message));
-  const page = await openDemo(context);
+  const page = await openDemo(context, { helperOptional: true });
   const csp = await page.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]').content);
   assert.doesNotMatch(csp, /wasm-unsafe-eval/);
   assert.ok(
