@@ -37,7 +37,7 @@ function machine() {
       node: process.version,
       chromium: firstLine(run(process.env.CHROME_BIN || "/usr/bin/chromium", ["--version"])),
       rustc,
-      rustcWasm: debianRustc && debianRustc !== rustc ? debianRustc : undefined,
+      rustcDebian: debianRustc && debianRustc !== rustc ? debianRustc : undefined,
       wasmBindgen: firstLine(run("wasm-bindgen", ["--version"])),
       wasmOpt: firstLine(run(join(ROOT, "node_modules/.bin/wasm-opt"), ["--version"])),
       wrk: wrk ? wrk.replace(/ \[.*$/, "") : null,
@@ -137,6 +137,15 @@ function browserSection(b) {
   return lines.join("\n");
 }
 
+/** "0", or the count of failed requests with what they were, e.g. "21 (401 session_expired 21)". */
+function failures(r) {
+  if (!r.errors) return "0";
+  const detail = Object.entries(r.statuses ?? {}).filter(([k]) => k !== "200").map(([k, n]) => `${k} ${n}`);
+  const socket = Object.entries(r.errorDetail ?? {}).filter(([k, n]) => k !== "status" && n > 0).map(([k, n]) => `${k} errors ${n}`);
+  const all = [...detail, ...socket];
+  return all.length ? `${r.errors} (${all.join(", ")})` : String(r.errors);
+}
+
 function serverSection(s) {
   const lines = ["## 5. Reference server, simulator as upstream", ""];
   if (s.notMeasured) return [...lines, nm(s), ""].join("\n");
@@ -146,11 +155,11 @@ function serverSection(s) {
   else {
     lines.push(
       table(
-        ["store", "mode", "concurrent sessions", "refreshes/s", "p50 ms", "p99 ms", "requests", "non-200"],
+        ["store", "mode", "concurrent sessions", "refreshes/s", "p50 ms", "p99 ms", "requests", "failed"],
         s.load.map((r) =>
           r.notMeasured
             ? [r.store, r.mode, String(r.sessions), nm(r), "", "", "", ""]
-            : [r.store, r.mode, String(r.sessions), r.rps.toFixed(0), ms(r.p50Ms), ms(r.p99Ms), String(r.requests), String(r.errors)],
+            : [r.store, r.mode, String(r.sessions), r.rps.toFixed(0), ms(r.p50Ms), ms(r.p99Ms), String(r.requests), failures(r)],
         ),
       ),
       "",
@@ -172,7 +181,7 @@ function serverSection(s) {
   return lines.join("\n");
 }
 
-function machineSection(m, totalSeconds) {
+function machineSection(m, totalSeconds, parts) {
   const v = m.versions;
   const rows = [
     ["CPU", `${m.cpuModel} (nproc ${m.nproc})`],
@@ -181,10 +190,14 @@ function machineSection(m, totalSeconds) {
     ["commit", `${m.commit}${m.dirtyTree ? " (with uncommitted changes)" : ""}`],
     ["node", v.node],
     ["chromium", v.chromium ?? "–"],
-    ["rustc", [v.rustc, v.rustcWasm && `wasm32: ${v.rustcWasm}`].filter(Boolean).join("; ") || "–"],
+    ["rustc", [v.rustc, v.rustcDebian && `/usr/bin/rustc (Debian, used for wasm32 where rustup has no wasm32 std): ${v.rustcDebian}`].filter(Boolean).join("; ") || "–"],
     ["wasm-bindgen / wasm-opt", `${v.wasmBindgen ?? "–"} / ${v.wasmOpt ?? "–"}`],
     ["wrk / redis", `${v.wrk ?? "–"} / ${v.redis ?? "–"}`],
   ];
+  const loads = Object.entries(parts)
+    .filter(([, p]) => typeof p.loadavg1mAtStart === "number")
+    .map(([name, p]) => `${name} ${p.loadavg1mAtStart.toFixed(1)} → ${p.loadavg1mAtEnd.toFixed(1)}`);
+  if (loads.length) rows.push(["load average (1 min), part start → end", loads.join("; ")]);
   if (totalSeconds) rows.push(["bench run time", `${totalSeconds} s (npm run bench, including setup and build checks)`]);
   return ["## Machine", "", table(["", ""], rows), ""].join("\n");
 }
@@ -203,7 +216,7 @@ const md = [
   "",
   `Written by \`npm run bench\` on ${results.generatedAt}. Numbers are measured on the machine below, printed and never asserted. Raw data: results.json.`,
   "",
-  machineSection(results.machine, results.totalSeconds),
+  machineSection(results.machine, results.totalSeconds, { sizes: results.sizes, browser: results.browser, server: results.server }),
   sizesSection(results.sizes),
   browserSection(results.browser),
   serverSection(results.server),

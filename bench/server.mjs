@@ -16,8 +16,10 @@ import { freePort, pool, request, rssBytes, serverBinary, start, stop, waitForPo
 
 const WRK_SECONDS = Number(process.env.BENCH_WRK_SECONDS || 8);
 const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS || 100000);
-const CONCURRENCY = [1, 64, 512];
-const MODES = ["token", "code"];
+const list = (v, d) => (v || d).split(",").map((x) => x.trim()).filter(Boolean);
+const CONCURRENCY = list(process.env.BENCH_SERVER_SESSIONS, "1,64,512").map(Number);
+const MODES = list(process.env.BENCH_SERVER_MODES, "token,code");
+const STORES = list(process.env.BENCH_SERVER_STORES, "memory,redis");
 const SIM_CLIENT_ID = "capture-session-server";
 const SIM_CLIENT_SECRET = "simulator-secret"; // the simulator's built-in demo secret (cli.rs default)
 const SIM_LOGIN_CLIENT = "capture-session-demo";
@@ -51,7 +53,7 @@ async function startServer(sim, store, name) {
     "--insecure-localhost-cookies",
     "--reuse-window", "0",
   ], {
-    RUST_LOG: "warn",
+    RUST_LOG: process.env.BENCH_SERVER_LOG || "warn",
     CAPTURE_SESSION_ISSUER_CLIENT_SECRET: SIM_CLIENT_SECRET,
     CAPTURE_SESSION_STORE: store,
   });
@@ -168,7 +170,9 @@ async function refreshOnce(server, cookie) {
 
 // --- Load (wrk) --------------------------------------------------------------
 function runWrk(server, cookieFile, connections, seconds) {
-  const threads = Math.min(2, connections);
+  // One thread per connection: wrk's request() cannot tell connections apart, but a
+  // thread can, so each connection keeps exactly one session (its own cookie).
+  const threads = connections;
   const args = [
     "-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "--timeout", "10s",
     "-s", join(BENCH_DIR, "wrk", "refresh.lua"),
@@ -214,10 +218,10 @@ async function loadRuns(sim, store, storeUrl, redis) {
             store, mode, sessions, threads: r.threads, seconds,
             requests: r.requests, rps: r.requests / seconds,
             p50Ms: r.p50_us / 1000, p90Ms: r.p90_us / 1000, p99Ms: r.p99_us / 1000, maxMs: r.max_us / 1000,
-            errors, errorDetail: r.errors,
+            errors, errorDetail: r.errors, statuses: r.statuses,
           };
           rows.push(row);
-          console.log(`server: ${store} ${mode} ${sessions} sessions: ${row.rps.toFixed(0)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ${errors} errors`);
+          console.log(`server: ${store} ${mode} ${sessions} sessions: ${row.rps.toFixed(0)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ${errors} errors ${JSON.stringify(r.statuses)}`);
         } catch (e) {
           rows.push({ store, mode, sessions, ...notMeasured(e.message) });
         }
@@ -270,8 +274,8 @@ const out = {
   note:
     "Server, simulator (`capture-session-server simulator`) and wrk share the machine's cores, all on 127.0.0.1. " +
     "Token mode: every refresh calls the simulator's /access/getAccessToken (`--reuse-window 0`). " +
-    "Code mode: the session's token has most of its life left, so a refresh answers from the session store (rotation with the refresh_token grant happens only near expiry). " +
-    "Each wrk connection cycles through its own share of the sessions' cookies.",
+    "Code mode: every refresh rotates with the simulator's refresh_token grant (`--reuse-window 0`) under the per-session rotation lock. " +
+    "wrk runs one thread per connection, each connection with its own session cookie (bench/wrk/refresh.lua), after a 1 s warm-up.",
   load: [],
   idle: [],
 };
@@ -285,7 +289,8 @@ try {
   } catch (e) {
     redis = { error: e.message };
   }
-  for (const [store, storeUrl, r] of [["memory", "memory", null], ["redis", redis.url, redis]]) {
+  const stores = [["memory", "memory", null], ["redis", redis.url, redis]].filter(([name]) => STORES.includes(name));
+  for (const [store, storeUrl, r] of stores) {
     if (store === "redis" && redis.error) {
       out.load.push(...MODES.flatMap((mode) => CONCURRENCY.map((sessions) => ({ store, mode, sessions, ...notMeasured(`redis-server did not start: ${redis.error}`) }))));
       out.idle.push({ store, ...notMeasured(`redis-server did not start: ${redis.error}`) });
@@ -296,6 +301,7 @@ try {
     } catch (e) {
       out.load.push(...MODES.flatMap((mode) => CONCURRENCY.map((sessions) => ({ store, mode, sessions, ...notMeasured(e.message) }))));
     }
+    if (IDLE_SESSIONS <= 0) continue;
     try {
       out.idle.push(await idleMemory(sim, store, storeUrl, r));
     } catch (e) {

@@ -3,7 +3,11 @@
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import os from "node:os";
 import zlib from "node:zlib";
+
+// The machine's load when this part started: 2 cores are shared with whatever else runs.
+const LOAD_AT_START = os.loadavg()[0];
 
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const ROOT = join(BENCH_DIR, "..");
@@ -60,7 +64,8 @@ export function summarize(values) {
 export function writePart(name, data) {
   mkdirSync(WORK_DIR, { recursive: true });
   const file = join(WORK_DIR, `${name}.json`);
-  writeFileSync(file, JSON.stringify(data, null, 2) + "\n");
+  const load = { loadavg1mAtStart: LOAD_AT_START, loadavg1mAtEnd: os.loadavg()[0] };
+  writeFileSync(file, JSON.stringify({ ...data, ...load }, null, 2) + "\n");
   return file;
 }
 

@@ -25,13 +25,17 @@ export function start(name, cmd, args, env = {}) {
   const child = spawn(cmd, args, { stdio: ["ignore", log, log], env: { ...process.env, ...env } });
   started.add(child);
   child.on("exit", () => started.delete(child));
+  child.on("error", (e) => {
+    child.spawnError = e;
+    started.delete(child);
+  });
   child.logName = `${name}.log`;
   return child;
 }
 
 /** Stops a process this module started, and waits for it to go. */
 export async function stop(child) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  if (!child || child.spawnError || child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
   const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
@@ -55,6 +59,7 @@ export function freePort() {
 export async function waitForPort(port, child, timeoutMs = 30000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    if (child?.spawnError) throw new Error(`could not start ${child.spawnfile}: ${child.spawnError.code}`);
     if (child && (child.exitCode !== null || child.signalCode !== null)) {
       throw new Error(`${child.logName ? child.logName.replace(/\.log$/, "") : "process"} exited (see bench/.work/${child.logName})`);
     }
