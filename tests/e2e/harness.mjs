@@ -3,6 +3,9 @@
 // everything that could leak a token (server stdout/stderr, every console message of every page).
 //
 // Each test file gets its own server (fresh simulator, fresh counters) and browser.
+// Test output never shows a token: compare tokens with `assert.ok(a === b, "message")` (a failed
+// assert.equal would print both values), and read them only inside node, never into messages.
+//
 // Env: CAPTURE_SESSION_SERVER_BIN (required: the built server binary), CHROME_BIN (default
 // /usr/bin/chromium), E2E_VERBOSE=1 to echo the server log.
 

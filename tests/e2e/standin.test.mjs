@@ -77,7 +77,7 @@ test("stand-in, token mode: sign-in stores the token with an HTTP-date expiry an
   assert.equal(typeof p.transactionId, "string");
   assert.match(p.userData.uuid, /^[0-9a-f-]{36}$/);
   assert.equal(typeof p.accessToken, "string");
-  assert.equal(p.authorizationCode, undefined);
+  assert.ok(p.authorizationCode === undefined, "no authorization code in token mode");
   const [created] = await events(page, "onCaptureSessionCreated");
   assert.ok(created.payload.accessToken === p.accessToken, "onCaptureSessionCreated carries the token");
   assert.ok(created.t <= login.t, "the session exists when onCaptureLoginSuccess fires");
@@ -112,7 +112,7 @@ test("stand-in: a wrong password fires onCaptureLoginFailed and stores nothing",
   const [failed] = await events(page, "onCaptureLoginFailed");
   assert.equal(failed.payload.status, "error");
   assert.equal(failed.payload.statusMessage, "invalidCredentials");
-  assert.equal((await storedSession(page)).token, null);
+  assert.ok((await storedSession(page)).token === null, "no token stored");
   assert.match(await page.textContent("#janrainCaptureWidget"), /Wrong email or password/);
   await context.close();
 });
@@ -123,10 +123,10 @@ test("stand-in, code mode: sign-in hands the page a one-time code and creates no
   await page.waitForFunction(() => window.__widget.some((e) => e.name === "onCaptureLoginSuccess"));
   const [login] = await events(page, "onCaptureLoginSuccess");
   assert.equal(typeof login.payload.authorizationCode, "string");
-  assert.equal(login.payload.accessToken, undefined);
+  assert.ok(login.payload.accessToken === undefined, "no access token in code mode");
   assert.match(login.payload.userData.uuid, /^[0-9a-f-]{36}$/);
   assert.equal((await events(page, "onCaptureSessionCreated")).length, 0);
-  assert.equal((await storedSession(page)).token, null);
+  assert.ok((await storedSession(page)).token === null, "no token stored in code mode");
   await watch.sweep(context);
   await context.close();
 });
