@@ -579,7 +579,8 @@ async fn a_502_is_retried_with_backoff() {
 
 #[wasm_bindgen_test]
 async fn retry_after_is_respected() {
-    let reply = r#"[{"status": 503, "headers": {"Retry-After": "1"}, "body": {"error": "unavailable", "message": "x"}},
+    let reply = r#"[{"status": 429, "headers": {"Retry-After": "1"}, "body": {"error": "rate_limited", "message": "x"}},
+                    {"status": 503, "headers": {"Retry-After": "1"}, "body": {"error": "unavailable", "message": "x"}},
                     {"status": 200, "body": {"accessToken": "tok-later", "expiresIn": 3600}}]"#;
     let t0 = now();
     let (s, failed, result) = refresh_with(
@@ -588,10 +589,12 @@ async fn retry_after_is_respected() {
     )
     .await;
     result.expect("the retry succeeds");
-    assert!(now() - t0 >= 990.0, "waited for Retry-After");
-    let f = failed.get(0);
-    assert_eq!(text(&f, "reason").as_deref(), Some("throttled"));
-    assert!(number(&f, "retryInMs").unwrap() >= 1000.0);
+    assert!(now() - t0 >= 1_990.0, "waited for Retry-After twice");
+    assert_eq!(failed.length(), 2);
+    for f in failed.iter() {
+        assert_eq!(text(&f, "reason").as_deref(), Some("throttled"));
+        assert!(number(&f, "retryInMs").unwrap() >= 1000.0);
+    }
     s.detach();
 }
 
@@ -616,7 +619,7 @@ async fn network_errors_and_malformed_replies_are_failures() {
     let (s, failed, result) = refresh_with(
         r#"[{"network": true}, {"status": 200, "body": {"accessToken": "has space", "expiresIn": 3600}},
             {"status": 200, "raw": "<html>"}, {"status": 400, "body": {"error": "invalid_request", "message": "x"}}]"#,
-        r#""retry": {"baseMs": 10, "maxMs": 10, "maxAttempts": 4}"#,
+        r#""retry": {"baseMs": 10, "maxMs": 10, "maxAttempts": 5}"#,
     )
     .await;
     assert!(result.is_err());
@@ -625,10 +628,28 @@ async fn network_errors_and_malformed_replies_are_failures() {
     assert_eq!(reasons[1], "malformed-reply");
     assert_eq!(reasons[2], "malformed-reply");
     assert_eq!(reasons[3], "rejected");
+    assert_eq!(reasons.len(), 4, "a rejected request is not retried");
+    assert_eq!(get(&failed.get(3), "retryInMs"), JsValue::NULL);
     let warnings = window_events("warning");
     assert!(warnings
         .iter()
         .any(|w| text(&w, "code").as_deref() == Some("bad_backend_reply")));
+    assert_eq!(stored("janrainCaptureToken").as_deref(), Some("tok-live"));
+    s.detach();
+}
+
+#[wasm_bindgen_test]
+async fn a_403_is_a_rejection_that_keeps_the_valid_token() {
+    let (s, failed, result) = refresh_with(
+        r#"[{"status": 403, "body": {"error": "forbidden", "message": "x"}}]"#,
+        r#""retry": {"baseMs": 10, "maxMs": 10, "maxAttempts": 5}"#,
+    )
+    .await;
+    let e = result.expect_err("refresh rejects");
+    assert_eq!(text(&e, "code").as_deref(), Some("backend_unavailable"));
+    assert_eq!(failed.length(), 1);
+    assert_eq!(text(&failed.get(0), "reason").as_deref(), Some("rejected"));
+    assert_eq!(s.state(), "active");
     assert_eq!(stored("janrainCaptureToken").as_deref(), Some("tok-live"));
     s.detach();
 }
