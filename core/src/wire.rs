@@ -176,7 +176,8 @@ pub enum JsonScalar {
 }
 
 /// The fields of a 2xx reply body as read by the helper, before validation.
-#[derive(Clone, PartialEq, Debug)]
+/// Its `Debug` redacts `accessToken`.
+#[derive(Clone, PartialEq)]
 pub struct RawTokenReply {
     /// `accessToken`.
     pub access_token: JsonScalar,
@@ -184,6 +185,20 @@ pub struct RawTokenReply {
     pub expires_in: JsonScalar,
     /// `uuid`.
     pub uuid: JsonScalar,
+}
+
+impl core::fmt::Debug for RawTokenReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let token = match &self.access_token {
+            JsonScalar::String(_) => &"<redacted>" as &dyn core::fmt::Debug,
+            other => other,
+        };
+        f.debug_struct("RawTokenReply")
+            .field("access_token", token)
+            .field("expires_in", &self.expires_in)
+            .field("uuid", &self.uuid)
+            .finish()
+    }
 }
 
 /// Why a 2xx reply was not accepted. Never carries the token.

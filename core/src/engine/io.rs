@@ -15,12 +15,22 @@ pub type Millis = u64;
 pub struct RequestId(pub u32);
 
 /// What the widget's localStorage entries held when read.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct StoredEntries {
     /// `janrainCaptureToken`, raw.
     pub token: Option<String>,
     /// `janrainCaptureToken_Expires`, raw (an HTTP date).
     pub expires: Option<String>,
+}
+
+/// Redacts the token: an input may end up in a log line.
+impl core::fmt::Debug for StoredEntries {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StoredEntries")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// A Registration UI event the helper subscribed to.

@@ -192,7 +192,10 @@ impl Engine {
             }
             // Inputs before `Startup` are handled as though storage were empty.
             self.startup(StoredEntries::default(), now);
-        } else {
+        } else if !matches!(input, Input::Widget(WidgetEvent::LoginSuccess { .. })) {
+            // Catch up on a timer the browser did not fire (sleep, throttling).
+            // Not before a login: it supersedes the old session, whose expiry
+            // must not end (and `endCaptureSession`) the new one.
             self.fire_due(now);
         }
         match input {
@@ -506,7 +509,7 @@ impl Engine {
                 }
                 // Someone else (the page, an SSO flow) created a session: adopt it.
                 let expires_at = now + self.lifetime_ms();
-                self.state = SessionState::Active(ActiveSession {
+                self.set_session(ActiveSession {
                     token: Some(token),
                     expires_at,
                     lifetime_ms: self.lifetime_ms(),
@@ -514,7 +517,6 @@ impl Engine {
                     expiry_assumed: true,
                     refresh_spent: false,
                 });
-                self.recreated = false;
                 self.emit(Event::Active {
                     expires_at,
                     source: ActiveSource::Login,
@@ -677,6 +679,20 @@ impl Engine {
 
     // ----- requests ------------------------------------------------------
 
+    /// Replaces the session. A refresh still under way counts as the new
+    /// token's refresh (at most one per token lifetime).
+    fn set_session(&mut self, mut s: ActiveSession) {
+        s.refresh_spent |= matches!(
+            self.work,
+            Some(Work {
+                job: Job::Refresh(_),
+                ..
+            })
+        );
+        self.state = SessionState::Active(s);
+        self.recreated = false;
+    }
+
     fn mark_spent(&mut self) {
         if let SessionState::Active(s) = &mut self.state {
             s.refresh_spent = true;
@@ -795,9 +811,7 @@ impl Engine {
     fn adopt_from_tab(&mut self, token: AccessToken, at: Millis, now: Millis) {
         let s = self.adopted_session(token.clone(), at, now, ActiveSource::Tab);
         let expires_at = s.expires_at;
-        self.state = SessionState::Active(s);
         self.last_token_at = Some(now);
-        self.recreated = false;
         self.create_capture_session(token);
         let refreshing = matches!(
             self.work,
@@ -816,9 +830,12 @@ impl Engine {
         if refreshing && !in_flight {
             // Our refresh is satisfied by the other tab's.
             self.work = None;
+            self.set_session(s);
             self.release_lock();
             self.render();
             self.settle_refresh(Ok(()));
+        } else {
+            self.set_session(s);
         }
         self.emit(Event::Active {
             expires_at,
@@ -937,6 +954,10 @@ impl Engine {
                     }
                     _ => {}
                 }
+            }
+            Mode::Code if reply.access_token.is_none() && self.current_token().is_some() => {
+                // The backend keeps the session (`clientSession: false`) and the
+                // page already gave the widget a token meanwhile: keep it.
             }
             Mode::Code => {
                 got_token = reply.access_token.is_some();

@@ -47,6 +47,10 @@ pub struct Tab {
     pub epoch_token: Option<String>,
     pub epoch_requests: u32,
     pub epoch_triggers: u32,
+    /// A login is being handled: an `ended` before it in the same step is allowed.
+    pub in_login: bool,
+    /// The time of the last input, to tell when the clock went back.
+    pub last_now: Millis,
 }
 
 /// A backend request in flight.
@@ -135,6 +139,8 @@ impl Tab {
             epoch_token: None,
             epoch_requests: 0,
             epoch_triggers: 1,
+            last_now: T0,
+            in_login: false,
         }
     }
 
@@ -251,7 +257,7 @@ impl World {
     /// Feeds `input` to tab `i` now, executes the resulting actions and checks invariants.
     pub fn handle(&mut self, i: usize, input: Input) {
         let now = self.now;
-        let pre_valid = self.tabs[i].has_valid_token(now);
+        let pre_valid = self.valid_before(i);
         let protective = match &input {
             Input::Reply { outcome, .. } => is_transient(outcome),
             Input::Online(_)
@@ -262,11 +268,19 @@ impl World {
             _ => false,
         };
         let tab = &mut self.tabs[i];
+        let is_login = matches!(
+            input,
+            Input::Widget(WidgetEvent::LoginSuccess {
+                one_time: false,
+                ..
+            })
+        );
         match &input {
             Input::Widget(WidgetEvent::LoginSuccess {
                 one_time: false, ..
             }) => {
                 tab.ended_since_login = false;
+                tab.in_login = true;
                 tab.epoch_triggers += 1;
             }
             Input::Widget(
@@ -280,21 +294,40 @@ impl World {
         }
         tab.engine.handle(input, now);
         let cleared = self.drain(i);
-        self.check_after(i, pre_valid && protective, cleared);
+        if is_login {
+            let tab = &mut self.tabs[i];
+            tab.in_login = false;
+            tab.ended_since_login = tab.engine.state() == PublicState::Ended;
+        }
+        self.check_after(i, pre_valid && protective, cleared, is_login);
     }
 
     /// Calls `handle_timeout` on tab `i` and executes the result.
     pub fn fire(&mut self, i: usize) {
         let now = self.now;
-        let pre_valid = self.tabs[i].has_valid_token(now);
+        let pre_valid = self.valid_before(i);
         self.tabs[i].engine.handle_timeout(now);
         let cleared = self.drain(i);
-        self.check_after(i, pre_valid, cleared);
+        self.check_after(i, pre_valid, cleared, false);
+    }
+
+    /// Whether tab `i` holds a token valid now, judged only when the clock did not
+    /// go back since its last input (after a clock change, "valid" is what the
+    /// engine makes of the remaining time, not what the new clock says).
+    fn valid_before(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let tab = &mut self.tabs[i];
+        let steady = now >= tab.last_now;
+        tab.last_now = now;
+        steady && tab.has_valid_token(now)
     }
 
     /// Invariants after tab `i` handled something: a valid token survives
     /// inputs that are not a logout (3), and the request count per token is bounded (4).
-    fn check_after(&mut self, i: usize, must_keep_token: bool, cleared: bool) {
+    ///
+    /// A token's allowance is one proactive refresh cycle, one cycle per reactive
+    /// or manual trigger, and, for a token that came with a login, its start request.
+    fn check_after(&mut self, i: usize, must_keep_token: bool, cleared: bool, login: bool) {
         let now = self.now;
         let max_attempts = self.config.retry.max_attempts;
         let tab = &mut self.tabs[i];
@@ -311,15 +344,16 @@ impl World {
         }
         assert!(
             tab.epoch_requests <= max_attempts * tab.epoch_triggers,
-            "tab {i}: {} requests for one token with {} triggers",
+            "tab {i}: {} requests for one token with {} triggers; actions: {:?}",
             tab.epoch_requests,
-            tab.epoch_triggers
+            tab.epoch_triggers,
+            tab.actions
         );
         let token = tab.token();
         if token != tab.epoch_token {
             tab.epoch_token = token;
             tab.epoch_requests = 0;
-            tab.epoch_triggers = 1;
+            tab.epoch_triggers = if login { 2 } else { 1 };
         }
         if tab.ended_since_login {
             assert_eq!(
@@ -333,6 +367,8 @@ impl World {
     /// Executes tab `i`'s pending actions; returns whether storage was cleared.
     pub fn drain(&mut self, i: usize) -> bool {
         let mut cleared = false;
+        // What the widget fires in response to our calls, synchronously.
+        let mut echoes = Vec::new();
         while let Some(action) = self.tabs[i].engine.poll_action() {
             let text = format!("{action:?}");
             assert!(
@@ -409,25 +445,24 @@ impl World {
                     // The widget stores the token with its own idea of the expiry.
                     self.store(&t, self.now + self.widget_lifetime_ms);
                     if self.widget_echoes_session_created {
-                        self.send(
-                            i,
-                            Input::Widget(WidgetEvent::SessionCreated {
-                                access_token: Some(token),
-                            }),
-                        );
+                        echoes.push(Input::Widget(WidgetEvent::SessionCreated {
+                            access_token: Some(token),
+                        }));
                     }
                 }
                 Action::EndCaptureSession => {
                     self.tabs[i].widget_token = None;
                     self.storage = StoredEntries::default();
-                    self.send(i, Input::Widget(WidgetEvent::SessionEnded));
+                    echoes.push(Input::Widget(WidgetEvent::SessionEnded));
                 }
                 Action::RenderScreen(screen) => self.tabs[i].renders.push(screen),
                 Action::Emit(event) => {
                     let text = format!("{event:?}");
                     assert!(!text.contains(SECRET), "an event leaks a secret: {text}");
                     if let Event::Ended { .. } = event {
-                        self.tabs[i].ended_since_login = true;
+                        if !self.tabs[i].in_login {
+                            self.tabs[i].ended_since_login = true;
+                        }
                     }
                     self.tabs[i].events.push(event);
                 }
@@ -477,6 +512,9 @@ impl World {
                 }
                 Action::SettleRefresh(r) => self.tabs[i].refresh_results.push(r),
             }
+        }
+        for echo in echoes {
+            self.handle(i, echo);
         }
         cleared
     }
