@@ -139,7 +139,12 @@ fn digits(s: &str, max: usize) -> Option<(u32, &str)> {
     if n == 0 || n > max {
         return None;
     }
-    Some((s[..n].parse().ok()?, &s[n..]))
+    // Accumulated by hand: no `FromStr`, and `get` instead of slicing (no panic paths).
+    let value = s
+        .bytes()
+        .take(n)
+        .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+    Some((value, s.get(n..)?))
 }
 
 /// `hh:mm[:ss[.fff]]`.
@@ -157,10 +162,10 @@ fn parse_time(s: &str) -> Option<(u32, u32, u32, u32, &str)> {
             if n == 0 || n > 9 {
                 return None;
             }
-            let frac = &rest[..n.min(3)];
+            let frac = rest.get(..n.min(3))?;
             let (v, _) = digits(frac, 3)?;
             ms = v * [100, 10, 1][frac.len() - 1];
-            s = &rest[n..];
+            s = rest.get(n..)?;
         }
     }
     Some((hh, mm, ss, ms, s))
@@ -174,22 +179,22 @@ fn parse_zone(s: &str) -> Option<i64> {
         .find_map(|z| {
             s.get(..z.len())
                 .filter(|p| p.eq_ignore_ascii_case(z))
-                .map(|_| &s[z.len()..])
+                .and_then(|_| s.get(z.len()..))
         })
         .unwrap_or(s);
     if rest.is_empty() {
         return Some(0);
     }
-    let sign = match rest.as_bytes()[0] {
+    let sign = match rest.as_bytes().first()? {
         b'+' => 1,
         b'-' => -1,
         _ => return None,
     };
-    let rest = &rest[1..];
+    let rest = rest.get(1..)?;
     let (h, m) = if let Some((h, m)) = rest.split_once(':') {
         (digits(h, 2)?, digits(m, 2)?)
     } else if rest.len() == 4 {
-        (digits(&rest[..2], 2)?, digits(&rest[2..], 2)?)
+        (digits(rest.get(..2)?, 2)?, digits(rest.get(2..)?, 2)?)
     } else {
         (digits(rest, 2)?, (0, ""))
     };
@@ -232,7 +237,11 @@ fn month(word: &str) -> Option<u32> {
         "december",
     ][i];
     let w = word.trim_end_matches('.');
-    if w.len() == 3 || (w.len() <= full.len() && full[..w.len()].eq_ignore_ascii_case(w)) {
+    if w.len() == 3
+        || full
+            .get(..w.len())
+            .is_some_and(|f| f.eq_ignore_ascii_case(w))
+    {
         Some(i as u32 + 1)
     } else {
         None
@@ -244,7 +253,7 @@ fn is_weekday(word: &str) -> bool {
     w.len() >= 3
         && WEEKDAY_NAMES
             .iter()
-            .any(|d| w.len() <= d.len() && d[..w.len()].eq_ignore_ascii_case(w))
+            .any(|d| d.get(..w.len()).is_some_and(|d| d.eq_ignore_ascii_case(w)))
 }
 
 /// RFC 1123, RFC 850 and asctime forms, by recognising each word.
@@ -254,7 +263,9 @@ fn parse_words(s: &str) -> Option<i64> {
     let mut zone = 0;
     let mut zone_seen = false;
     for word in s.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
-        let first = word.as_bytes()[0];
+        let Some(&first) = word.as_bytes().first() else {
+            continue;
+        };
         if first.is_ascii_digit() {
             if word.contains(':') {
                 if time.is_some() {
@@ -319,7 +330,9 @@ fn zone_word(word: &str) -> bool {
     ["GMT", "UTC", "UT", "Z"].iter().any(|z| {
         word.get(..z.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(z))
-            && word[z.len()..]
+            && word
+                .get(z.len()..)
+                .unwrap_or("x")
                 .bytes()
                 .all(|b| b == b'+' || b == b'-' || b == b':' || b.is_ascii_digit())
     })

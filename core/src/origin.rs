@@ -20,58 +20,72 @@ impl<'a> Origin<'a> {
     /// as `location.origin`). `None` for anything else: relative URLs,
     /// other schemes, empty or malformed hosts, non-numeric ports.
     pub fn parse(url: &'a str) -> Option<Origin<'a>> {
-        let (scheme, rest) = url.split_once("://")?;
-        let https = if scheme.eq_ignore_ascii_case("https") {
-            true
-        } else if scheme.eq_ignore_ascii_case("http") {
-            false
-        } else {
-            return None;
+        // Byte-level and panic-free: no string patterns, no slicing that could
+        // fail on a char boundary (both cost kilobytes in the wasm).
+        let b = url.as_bytes();
+        let colon = b.iter().position(|&c| c == b':')?;
+        let https = match b.get(..colon)? {
+            s if s.eq_ignore_ascii_case(b"https") => true,
+            s if s.eq_ignore_ascii_case(b"http") => false,
+            _ => return None,
         };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..end];
-        if authority.contains('@') {
+        if b.get(colon + 1..colon + 3)? != b"//" {
+            return None;
+        }
+        let rest = b.get(colon + 3..)?;
+        let end = rest
+            .iter()
+            .position(|c| matches!(c, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let authority = rest.get(..end)?;
+        if authority.contains(&b'@') {
             // Credentials in a backend URL would end up in logs; refuse them.
             return None;
         }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let close = v6.find(']')?;
-            let host = &authority[..close + 2];
-            let after = &v6[close + 1..];
-            match after.strip_prefix(':') {
-                Some(p) => (host, Some(p)),
-                None if after.is_empty() => (host, None),
-                None => return None,
+        let (host, port): (&[u8], Option<&[u8]>) = if authority.first() == Some(&b'[') {
+            let close = authority.iter().position(|&c| c == b']')?;
+            let after = authority.get(close + 1..)?;
+            let host = authority.get(..close + 1)?;
+            match after.split_first() {
+                None => (host, None),
+                Some((b':', p)) => (host, Some(p)),
+                Some(_) => return None,
             }
         } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
+            match authority.iter().rposition(|&c| c == b':') {
+                Some(i) => (authority.get(..i)?, authority.get(i + 1..)),
                 None => (authority, None),
             }
         };
         if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+            || !host.iter().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+            })
         {
             return None;
         }
         let port = match port {
-            None | Some("") => None,
-            Some(p) if p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) => return None,
+            None | Some([]) => None,
+            Some(p) if p.len() > 5 || !p.iter().all(u8::is_ascii_digit) => return None,
             Some(p) => {
-                let p = p.trim_start_matches('0');
-                let default = if https { "443" } else { "80" };
+                let zeros = p.iter().take_while(|&&c| c == b'0').count();
+                let p = p.get(zeros..)?;
+                let default: &[u8] = if https { b"443" } else { b"80" };
                 if p == default {
                     None
                 } else if p.is_empty() {
-                    Some("0")
+                    Some(&b"0"[..])
                 } else {
                     Some(p)
                 }
             }
         };
-        Some(Origin { https, host, port })
+        // Every byte checked above is ASCII, so these are valid UTF-8.
+        Some(Origin {
+            https,
+            host: core::str::from_utf8(host).ok()?,
+            port: port.and_then(|p| core::str::from_utf8(p).ok()),
+        })
     }
 
     /// Whether two origins are the same origin.

@@ -165,7 +165,7 @@ impl Engine {
 
     /// The deadline given by [`poll_timeout`](Self::poll_timeout) has passed.
     pub fn handle_timeout(&mut self, now: Millis) {
-        if self.state == SessionState::Detached {
+        if matches!(self.state, SessionState::Detached) {
             return;
         }
         self.observe_clock(now);
@@ -174,7 +174,7 @@ impl Engine {
 
     /// Feeds one input.
     pub fn handle(&mut self, input: Input, now: Millis) {
-        if self.state == SessionState::Detached {
+        if matches!(self.state, SessionState::Detached) {
             match input {
                 Input::LockGranted { .. } => self.push(Action::ReleaseLock),
                 Input::Api(ApiCall::Refresh) => {
@@ -185,7 +185,7 @@ impl Engine {
             return;
         }
         self.observe_clock(now);
-        if self.state == SessionState::Starting {
+        if matches!(self.state, SessionState::Starting) {
             if let Input::Startup(stored) = input {
                 self.startup(stored, now);
                 return;
