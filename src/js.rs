@@ -136,6 +136,16 @@ fn stringify(value: &JsValue) -> String {
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
+    /// `navigator.locks` (duck-typed: web-sys only has it behind an unstable cfg).
+    type LockManager;
+
+    #[wasm_bindgen(structural, method, catch)]
+    fn request(
+        this: &LockManager,
+        name: &str,
+        callback: &JsValue,
+    ) -> Result<js_sys::Promise, JsValue>;
+
     /// A promise, seen only for its `then`.
     type Thenable;
 
@@ -186,4 +196,36 @@ pub(crate) fn when_settled(
 /// Runs `task` in a microtask (after the current script, before rendering).
 pub(crate) fn soon(task: impl FnOnce() + 'static) {
     when_settled(&js_sys::Promise::resolve(&JsValue::UNDEFINED), |_| task());
+}
+
+/// `navigator.locks.request(name, callback)`: `granted` runs once the lock is
+/// held, with the function that releases it (the lock is held until then, by
+/// the promise the callback returns). `false` when the browser has no Web
+/// Locks or `request` threw.
+pub(crate) fn request_lock(
+    name: &str,
+    granted: impl FnOnce(Option<js_sys::Function>) + 'static,
+) -> bool {
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let locks = get(&window.navigator(), "locks");
+    if !locks.is_object() {
+        return false;
+    }
+    let callback = Closure::once_into_js(move |_lock: JsValue| -> js_sys::Promise {
+        let mut release = None;
+        let held = js_sys::Promise::new(&mut |resolve, _reject| release = Some(resolve));
+        granted(release);
+        held
+    });
+    locks
+        .unchecked_into::<LockManager>()
+        .request(name, &callback)
+        .is_ok()
+}
+
+/// Calls `f()`; what it throws is dropped (the callers release or resolve).
+pub(crate) fn call(f: &js_sys::Function) {
+    let _ = f.call0(&JsValue::UNDEFINED);
 }

@@ -18,8 +18,8 @@
 //! ```
 //!
 //! Where things live:
-//! - [`api`](crate) (`src/api.rs`): the whole JavaScript API (`#[wasm_bindgen]`),
-//!   config reading, events and promises;
+//! - `src/api.rs`: the whole JavaScript API (`#[wasm_bindgen]`): config
+//!   reading, events and promises;
 //! - `src/session.rs`: runs the engine, executes its actions (the one place
 //!   that decides nothing but does everything);
 //! - `src/widget.rs`: the duck-typed binding to the Registration UI (`janrain.*`);
@@ -27,7 +27,11 @@
 //! - `src/storage.rs`: `localStorage` with an in-memory fallback;
 //! - `src/tabs.rs`: Web Locks, BroadcastChannel and `storage` events;
 //! - `src/page.rs`: page lifecycle events that make the engine re-check the clock;
-//! - `src/js.rs`: the one place where JavaScript values become Rust values.
+//! - `src/js.rs`: the one place where JavaScript values become Rust values;
+//! - `js/`: the hand-written TypeScript types, the script-tag loader and the
+//!   build helpers used by `scripts/build`.
+//!
+//! The JavaScript API is the contract of `shared/CONTRACT.md`, section 1.
 //!
 //! The browser layer is compiled for `wasm32` only; natively this crate holds
 //! just its error type, so that `cargo test --workspace` stays browser-free.

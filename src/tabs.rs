@@ -16,10 +16,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use gloo_events::EventListener;
-use js_sys::{Function, Promise};
-use wasm_bindgen::prelude::*;
+use js_sys::Function;
 use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
+
+use crate::js;
 
 /// A message between tabs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,15 +101,6 @@ impl Drop for TabLink {
     }
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// `navigator.locks` (duck-typed: web-sys only has it behind an unstable cfg).
-    type LockManager;
-
-    #[wasm_bindgen(structural, method, catch)]
-    fn request(this: &LockManager, name: &str, callback: &Function) -> Result<Promise, JsValue>;
-}
-
 /// Where the cross-tab refresh lock stands for one helper.
 #[derive(Default)]
 enum LockState {
@@ -156,19 +148,10 @@ impl RefreshLock {
             true
         };
         debug_assert!(waiting);
-        let Some(locks) = lock_manager() else {
-            grant(&self.state, None);
-            return;
-        };
         let state = self.state.clone();
-        let callback = Closure::once_into_js(move |_lock: JsValue| -> Promise {
-            let mut release = None;
-            let held = Promise::new(&mut |resolve, _reject| release = Some(resolve));
-            grant(&state, release);
-            held
-        });
-        if locks.request(&self.name, callback.unchecked_ref()).is_err() {
-            // A throwing `request` (e.g. an opaque origin): this tab alone.
+        let requested = js::request_lock(&self.name, move |release| grant(&state, release));
+        if !requested {
+            // No Web Locks, or a throwing `request` (e.g. an opaque origin): this tab alone.
             grant(&self.state, None);
         }
     }
@@ -180,7 +163,7 @@ impl RefreshLock {
             release: Some(release),
         } = previous
         {
-            let _ = release.call0(&JsValue::UNDEFINED);
+            js::call(&release);
         }
     }
 }
@@ -199,7 +182,7 @@ fn grant(state: &Rc<RefCell<LockState>>, release: Option<Function>) {
         }
         None => {
             if let Some(release) = release {
-                let _ = release.call0(&JsValue::UNDEFINED);
+                js::call(&release);
             }
         }
     }
@@ -208,15 +191,5 @@ fn grant(state: &Rc<RefCell<LockState>>, release: Option<Function>) {
 impl Drop for RefreshLock {
     fn drop(&mut self) {
         self.release();
-    }
-}
-
-fn lock_manager() -> Option<LockManager> {
-    let navigator = web_sys::window()?.navigator();
-    let locks = js_sys::Reflect::get(&navigator, &"locks".into()).ok()?;
-    if locks.is_object() {
-        Some(locks.unchecked_into())
-    } else {
-        None
     }
 }
