@@ -236,6 +236,24 @@ test("a real 401: the server forgot the session (cookie gone), the helper ends i
   await finish(context);
 });
 
+test("backend taken down at the server (the demo's button): the session lives on its valid token and recovers when the backend is back", async () => {
+  const { context, page, requests, active, grant } = await signedInWithFault(async () => false);
+  await server.admin.outage({ mode: "503", retryAfter: 2, endpoints: ["refresh"] });
+  try {
+    const failed = await waitForEvent(page, "refresh-failed", { since: active.t, timeout: (LIFETIME + 2) * 1000 });
+    assert.equal(failed.detail.reason, "throttled");
+    assert.ok(failed.detail.retryInMs >= 2000, `the server's Retry-After is honoured (${failed.detail.retryInMs} ms)`);
+    await assertStillSignedIn(page, "while the backend is down");
+  } finally {
+    await server.admin.outage({ mode: "off" });
+  }
+  const refreshed = await waitForEvent(page, "refreshed", { since: active.t, timeout: 8000 });
+  assert.ok(refreshed.t < grant.expiresAt, "recovered before the token expired");
+  assert.ok(requests.length >= 2 && requests.length <= RETRY.attempts, `${requests.length} requests`);
+  await assertStillSignedIn(page, "after the outage");
+  await finish(context);
+});
+
 test("no token, code or session id appears in the browser console or the server log", async () => {
   assert.ok(watch.secrets.size >= 5, `the suite saw tokens to look for (${watch.secrets.size})`);
   watch.assertNoLeaks(server.log());
