@@ -645,6 +645,33 @@ fn lock_grant_with_a_fresher_token_in_storage_adopts_it_without_a_request() {
 }
 
 #[test]
+fn a_tab_granted_the_lock_before_the_news_arrives_adopts_from_storage() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-shared", T0 + 60 * MIN);
+    w.start_all();
+    w.advance(55 * MIN);
+    let sender = w.in_flight[0].tab;
+    let other = 1 - sender;
+    let fresh = w.mint("srv");
+    let f = w.take_request(sender).expect("refresh in flight");
+    w.handle(
+        sender,
+        Input::Reply {
+            id: f.id,
+            outcome: ok(&fresh, 3600),
+        },
+    );
+    // The other tab's inbox: the news, then the lock grant. Let the grant overtake.
+    assert!(matches!(w.tabs[other].inbox.back(), Some(Msg::LockGranted)));
+    w.deliver_nth(other, 1);
+    assert_eq!(w.tabs[other].token(), Some(fresh.clone()));
+    assert_eq!(w.lock_holder, None, "released without a request");
+    w.settle();
+    assert_eq!(w.refreshes_sent(), 1);
+    assert_eq!(w.tabs[other].token(), Some(fresh));
+}
+
+#[test]
 fn lock_grant_with_our_own_token_in_storage_sends_the_refresh() {
     let mut e = Engine::new(config(), T0, 1);
     let stored = StoredEntries {

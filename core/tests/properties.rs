@@ -53,6 +53,7 @@ enum Reactive {
 #[derive(Clone, Debug)]
 enum Op {
     Deliver(usize),
+    DeliverOutOfOrder(usize, usize),
     DeliverAll,
     Advance(u64),
     Sleep(u64),
@@ -109,7 +110,8 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 fn op(tabs: usize) -> impl Strategy<Value = Op> {
     let tab = 0..tabs;
     prop_oneof![
-        12 => tab.clone().prop_map(Op::Deliver),
+        10 => tab.clone().prop_map(Op::Deliver),
+        3 => (tab.clone(), 1usize..4).prop_map(|(t, n)| Op::DeliverOutOfOrder(t, n)),
         3 => Just(Op::DeliverAll),
         4 => prop_oneof![0u64..5_000, 0u64..600_000, 0u64..7_200_000].prop_map(Op::Advance),
         1 => (0u64..7_200_000).prop_map(Op::Sleep),
@@ -248,6 +250,9 @@ fn run(s: &Scenario) {
         match *op {
             Op::Deliver(i) => {
                 w.deliver(i);
+            }
+            Op::DeliverOutOfOrder(i, n) => {
+                w.deliver_nth(i, n);
             }
             Op::DeliverAll => w.settle(),
             Op::Advance(ms) => {

@@ -229,7 +229,18 @@ impl World {
 
     /// Delivers one queued message to tab `i`; false when its inbox is empty.
     pub fn deliver(&mut self, i: usize) -> bool {
-        let Some(msg) = self.tabs[i].inbox.pop_front() else {
+        self.deliver_nth(i, 0)
+    }
+
+    /// Delivers the `n`-th queued message (modulo the queue length) of tab `i`
+    /// ahead of the others: lock grants, tab news and replies travel on
+    /// independent channels, so any of them may overtake the others.
+    pub fn deliver_nth(&mut self, i: usize, n: usize) -> bool {
+        let len = self.tabs[i].inbox.len();
+        if len == 0 {
+            return false;
+        }
+        let Some(msg) = self.tabs[i].inbox.remove(n % len) else {
             return false;
         };
         let input = match msg {
