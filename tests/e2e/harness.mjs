@@ -64,9 +64,10 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
     String(tokenLifetime),
     ...args,
   ];
+  // Debug level: the leak check reads everything the server (and its libraries) would log.
   const child = spawn(bin, argv, {
     cwd: ROOT,
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", NO_COLOR: "1" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "debug", NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
