@@ -1163,3 +1163,47 @@ fn another_tabs_token_is_adopted_and_announced() {
         source: ActiveSource::Tab
     }));
 }
+
+#[test]
+fn a_refresh_asked_for_during_the_start_request_follows_it() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    w.input(0, login(&token, "uuid-1"));
+    w.input(0, Input::Api(ApiCall::Refresh));
+    w.input(0, expired("editProfile"));
+    // One request at a time: the start first.
+    assert!(matches!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Start(_))
+    ));
+    w.respond(0, ok(&token, 3600));
+    assert_eq!(
+        w.pending(0).map(|f| f.request.clone()),
+        Some(Request::Refresh)
+    );
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.tabs[0].refresh_results, [Ok(())]);
+    assert_eq!(w.tabs[0].renders, ["editProfile"]);
+    assert!(w.tabs[0].events.contains(&Event::Refreshed {
+        expires_at: w.now + 3600 * SEC,
+        trigger: RefreshTrigger::Manual
+    }));
+}
+
+#[test]
+fn session_created_after_the_end_does_not_revive_it() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, Input::Widget(WidgetEvent::SessionEnded));
+    let other = w.mint("page");
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SessionCreated {
+            access_token: Some(AccessToken::new(other)),
+        }),
+    );
+    assert_eq!(
+        w.tabs[0].engine.session(),
+        &SessionState::Ended(EndReason::Logout)
+    );
+}
