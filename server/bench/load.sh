@@ -13,8 +13,14 @@ bin="$target/server/capture-session-server"
 command -v wrk >/dev/null || { echo "wrk missing (apt-get install wrk)" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server missing" >&2; exit 1; }
 work="$(mktemp -d)"
+keep="${KEEP_LOGS:-}"   # a directory: server, simulator and Redis logs are copied there
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$keep" ]; then mkdir -p "$keep" && cp "$work"/*.log "$keep"/; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
@@ -29,7 +35,7 @@ sim="http://127.0.0.1:$sim_port"
 for store in memory redis; do
   port="$(free_port)"
   store_url=memory; [ "$store" = redis ] && store_url="redis://127.0.0.1:$redis_port/"
-  RUST_LOG=warn "$bin" --listen "127.0.0.1:$port" --capture-url "$sim" \
+  RUST_LOG="${SERVER_LOG:-warn}" NO_COLOR=1 "$bin" --listen "127.0.0.1:$port" --capture-url "$sim" \
     --issuer-client-id capture-session-server --issuer-client-secret simulator-secret \
     --store "$store_url" --insecure-localhost-cookies --reuse-window 0 >"$work/server-$store.log" 2>&1 &
   server_pid=$!; pids+=($server_pid)

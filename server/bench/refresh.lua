@@ -31,7 +31,21 @@ function request()
   }, "{}")
 end
 
+-- Keep the first few non-200 replies (status and error code) for the report.
+failures = ""
+local kept = 0
+function response(status, headers, body)
+  if status ~= 200 and kept < 5 then
+    kept = kept + 1
+    failures = failures .. status .. ":" .. (body or ""):gsub('"', "'"):sub(1, 60) .. " | "
+  end
+end
+
 function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    local f = t:get("failures")
+    if f and #f > 0 then io.stderr:write("non-200 replies: " .. f .. "\n") end
+  end
   local e = summary.errors
   io.write(string.format(
     'RESULT {"requests":%d,"seconds":%.2f,"rps":%.0f,"p50_ms":%.2f,"p90_ms":%.2f,"p99_ms":%.2f,"max_ms":%.2f,"non2xx":%d,"socket_errors":%d}\n',

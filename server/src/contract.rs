@@ -225,28 +225,43 @@ pub async fn refresh_session(app: &AppState, id: &SessionId) -> ApiResult<TokenR
             .map_err(|e| store_failure(app, e))?;
         return Ok(token_reply(&record, now));
     }
-    let timeout = app.settings.upstream_timeout;
-    let attempts = app.settings.upstream_retries + 1;
-    // Hold the lock no longer than the longest possible rotation (every
-    // attempt timing out, plus backoff); wait for it a little longer.
-    let hold = timeout * attempts + Duration::from_secs(3);
-    let wait = hold + Duration::from_secs(1);
-    let lock = app
-        .store
-        .lock(&key, hold, wait)
-        .await
-        .map_err(|e| match e {
-            StoreError::LockTimeout => ApiError::unavailable(
-                "another refresh of this session is still running",
-                app.settings.retry_after_secs,
-            ),
-            other => store_failure(app, other),
-        })?;
-    let result = rotate_locked(app, &key, record.generation).await;
-    if let Err(e) = app.store.unlock(lock).await {
-        tracing::warn!(error = %e, "could not release a rotation lock (it expires by itself)");
-    }
-    result
+    // The rotation runs in its own task: if the browser goes away mid-way
+    // (navigation, closed tab), Capture may already have used the old refresh
+    // token, so the new one must still be saved and the lock released.
+    let task_app = app.clone();
+    let seen_generation = record.generation;
+    let rotation = tokio::spawn(async move {
+        let app = &task_app;
+        let timeout = app.settings.upstream_timeout;
+        let attempts = app.settings.upstream_retries + 1;
+        // Hold the lock no longer than the longest possible rotation (every
+        // attempt timing out, plus backoff); wait for it a little longer.
+        let hold = timeout * attempts + Duration::from_secs(3);
+        let wait = hold + Duration::from_secs(1);
+        let lock = app
+            .store
+            .lock(&key, hold, wait)
+            .await
+            .map_err(|e| match e {
+                StoreError::LockTimeout => ApiError::unavailable(
+                    "another refresh of this session is still running",
+                    app.settings.retry_after_secs,
+                ),
+                other => store_failure(app, other),
+            })?;
+        let result = rotate_locked(app, &key, seen_generation).await;
+        if let Err(e) = app.store.unlock(lock).await {
+            tracing::warn!(error = %e, "could not release a rotation lock (it expires by itself)");
+        }
+        result
+    });
+    rotation.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a refresh task failed");
+        Err(ApiError::unavailable(
+            "the refresh failed unexpectedly",
+            app.settings.retry_after_secs,
+        ))
+    })
 }
 
 /// The part of a refresh that runs under the session's rotation lock.
@@ -289,7 +304,14 @@ async fn rotate_locked(app: &AppState, key: &str, seen_generation: u64) -> ApiRe
                 Mode::Token => Call::MintToken,
                 Mode::Code => Call::RefreshGrant,
             };
+            let generation = record.generation;
             let err = upstream_failure(app, call, e);
+            if err.code == capture_session_core::wire::ErrorCode::SessionExpired {
+                tracing::warn!(
+                    generation,
+                    "Identity Cloud refused the session's grant: session ended"
+                );
+            }
             if err.code == capture_session_core::wire::ErrorCode::SessionExpired {
                 app.store
                     .delete(key)

@@ -853,3 +853,30 @@ async fn allowed_cross_origin_pages_get_cors_with_credentials() {
         .is_none());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_abandoned_by_the_browser_still_saves_the_rotated_grant() {
+    // The browser navigates away while the server rotates the refresh token:
+    // Capture has already used the old one, so the new one must be kept.
+    let h = sim_server(&["--reuse-window", "0"]).await;
+    let s = h.start_code(true).await;
+    h.fault(json!({"path": "/oauth/token", "latencyAfterMs": 400, "count": 1}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let abandoned = impatient
+        .post(h.url("/capture-session/refresh"))
+        .header("X-Capture-Session", "1")
+        .header("Cookie", &s.cookie)
+        .json(&json!({}))
+        .send()
+        .await;
+    assert!(abandoned.is_err(), "the client gave up before the reply");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = h.refresh(&s.cookie).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(h.sim_stats().await["tokenRefreshToken"], 2);
+    h.stop().await;
+}

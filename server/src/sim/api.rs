@@ -280,8 +280,16 @@ pub async fn token(
             };
             let mut data = inner.data();
             match data.refresh.remove(refresh) {
-                Some(g) if g.expires > Instant::now() => g.uuid,
+                Some(g) if g.expires > Instant::now() => {
+                    if data.spent.len() >= 100_000 {
+                        data.spent.clear();
+                    }
+                    data.spent.insert(refresh.to_owned());
+                    g.uuid
+                }
                 _ => {
+                    let replayed = data.spent.contains(refresh);
+                    tracing::warn!(replayed, "simulator refused a refresh token");
                     return (
                         StatusCode::BAD_REQUEST,
                         Json(json!({
@@ -292,7 +300,7 @@ pub async fn token(
                             "request_id": crate::secret::random_hex::<8>(),
                         })),
                     )
-                        .into_response()
+                        .into_response();
                 }
             }
         }

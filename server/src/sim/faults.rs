@@ -28,6 +28,10 @@ pub struct Fault {
     /// Delay before answering (or failing), in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// Delay after the endpoint did its work (a slow reply to a request
+    /// Capture has already acted on), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_after_ms: Option<u64>,
     /// Answer with this HTTP status (with `statError`: a Capture error body;
     /// alone: a plain-text error page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,7 +86,13 @@ pub async fn inject(State(sim): State<Simulator>, request: Request, next: Next) 
             capture_error(status.unwrap_or(StatusCode::OK), code, "simulated failure")
         }
         (None, Some(status)) => (status, "simulated HTTP error").into_response(),
-        (None, None) => next.run(request).await,
+        (None, None) => {
+            let response = next.run(request).await;
+            if let Some(ms) = fault.latency_after_ms {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            response
+        }
     }
 }
 
@@ -102,13 +112,14 @@ pub async fn add(
         }
     };
     if fault.latency_ms.is_none()
+        && fault.latency_after_ms.is_none()
         && fault.http_status.is_none()
         && fault.stat_error.is_none()
         && !fault.drop_connection
     {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "a fault needs latencyMs, httpStatus, statError or dropConnection"})),
+            Json(json!({"error": "a fault needs latencyMs, latencyAfterMs, httpStatus, statError or dropConnection"})),
         )
             .into_response();
     }

@@ -110,6 +110,8 @@ pub(super) struct SimData {
     pub access: HashMap<String, AccessGrant>,
     pub codes: HashMap<String, CodeGrant>,
     pub refresh: HashMap<String, RefreshGrant>,
+    /// Refresh tokens already used (bounded), to tell a replay from garbage.
+    pub spent: std::collections::HashSet<String>,
     issued: u64,
 }
 
