@@ -332,10 +332,15 @@ async fn rotate_locked(app: &AppState, key: &str, seen_generation: u64) -> ApiRe
     record.token_minted_ms = now;
     record.token_expires_ms = requested + lifetime_ms;
     record.generation += 1;
-    app.store
-        .save(key, &record, session_ttl(app, &record, now))
+    let saved = app
+        .store
+        .update(key, &record, session_ttl(app, &record, now))
         .await
         .map_err(|e| store_failure(app, e))?;
+    if !saved {
+        // `end` ran while we rotated: the session stays ended.
+        return Err(ApiError::no_session());
+    }
     app.admin.count_rotation();
     tracing::info!(
         mode = record.mode.as_str(),

@@ -880,3 +880,34 @@ async fn a_refresh_abandoned_by_the_browser_still_saves_the_rotated_grant() {
     assert_eq!(h.sim_stats().await["tokenRefreshToken"], 2);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_during_a_rotation_is_not_undone_by_it() {
+    let h = sim_server(&["--reuse-window", "0"]).await;
+    let s = h.start_code(true).await;
+    h.fault(json!({"path": "/oauth/token", "latencyMs": 400, "count": 1}))
+        .await;
+    let refresh = {
+        let (http, url, cookie) = (
+            h.http.clone(),
+            h.url("/capture-session/refresh"),
+            s.cookie.clone(),
+        );
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .header("X-Capture-Session", "1")
+                .header("Cookie", cookie)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("refresh");
+            Reply::read(r).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.end(Some(&s.cookie)).await.status, 204);
+    refresh.await.unwrap().expect_error(401, "no_session");
+    h.refresh(&s.cookie).await.expect_error(401, "no_session");
+    h.stop().await;
+}

@@ -73,6 +73,19 @@ impl MemoryStore {
         );
     }
 
+    pub(super) fn update(&self, key: &str, record: &SessionRecord, ttl: Duration) -> bool {
+        let mut inner = self.inner();
+        let now = Instant::now();
+        match inner.sessions.get_mut(key) {
+            Some(e) if e.idle_deadline > now => {
+                e.record = record.clone();
+                e.idle_deadline = now + ttl;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn touch(&self, key: &str, ttl: Duration) {
         if let Some(e) = self.inner().sessions.get_mut(key) {
             e.idle_deadline = Instant::now() + ttl;

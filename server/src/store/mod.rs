@@ -101,6 +101,20 @@ impl SessionStore {
         }
     }
 
+    /// Rewrites a session only if it still exists (it may have ended while
+    /// a rotation ran); returns whether it did.
+    pub async fn update(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            SessionStore::Memory(s) => Ok(s.update(key, record, ttl)),
+            SessionStore::Redis(s) => s.update(key, record, ttl).await,
+        }
+    }
+
     /// Extends a session's idle deadline without rewriting it (so a touch can
     /// never undo a concurrent rotation).
     pub async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {

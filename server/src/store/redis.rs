@@ -87,6 +87,26 @@ impl RedisStore {
         Ok(())
     }
 
+    pub(super) async fn update(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let value = serde_json::to_vec(record)?;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let written: Option<String> = redis::cmd("SET")
+            .arg(self.session_key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ms)
+            .arg("XX")
+            .query_async(&mut conn)
+            .await?;
+        Ok(written.is_some())
+    }
+
     pub(super) async fn touch(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
