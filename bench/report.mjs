@@ -84,7 +84,7 @@ function sizesSection(s) {
 function browserSection(b) {
   const lines = ["## 2-4. In the browser (headless Chromium)", ""];
   if (b.notMeasured) return [...lines, nm(b), ""].join("\n");
-  if (b.chromium) lines.push(`${b.chromium}, ${b.mode ?? ""}`.trim(), "");
+  if (b.chromium) lines.push(`${b.chromium}, playwright-core, headless.`, "");
   lines.push("### 2. Script start to `ready`, valid stored session", "");
   const st = b.startup;
   if (st.notMeasured) lines.push(nm(st), "");
@@ -120,11 +120,17 @@ function browserSection(b) {
   else {
     lines.push(
       table(
-        ["tabs", "refresh requests at the server", "tabs with the new token", "logout propagation to the last tab (ms)"],
+        ["tabs", "refresh requests at the server", "tabs with the new token", "logout propagation to the last tab (ms)", "refreshes sent by the tabs (ms after the first)"],
         fo.rows.map((r) =>
           r.notMeasured
-            ? [String(r.tabs), nm(r), "", ""]
-            : [String(r.tabs), String(r.refreshRequests), `${r.tabsRefreshed}/${r.tabs}`, ms(r.logoutPropagationMs, 1)],
+            ? [String(r.tabs), nm(r), "", "", ""]
+            : [
+                String(r.tabs),
+                String(r.refreshRequests),
+                `${r.tabsRefreshed}/${r.tabs}`,
+                r.logoutPropagationMs == null ? `${r.tabsEnded}/${r.tabs} tabs ended within 5 s` : ms(r.logoutPropagationMs, 1),
+                (r.refreshSendOffsetsMs ?? []).map((t) => `+${t}`).join(", "),
+              ],
         ),
       ),
       "",
