@@ -1207,3 +1207,16 @@ fn session_created_after_the_end_does_not_revive_it() {
         &SessionState::Ended(EndReason::Logout)
     );
 }
+
+#[test]
+fn without_the_lock_two_tabs_do_refresh_at_once() {
+    // The counterpart of the cross-tab test: the harness's in-flight count is
+    // real, and it is the lock that keeps it at one.
+    let mut c = config();
+    c.cross_tab = false;
+    let mut w = World::new(c, 2);
+    w.store("SECRET-shared", T0 + 60 * MIN);
+    w.start_all();
+    w.advance(55 * MIN);
+    assert_eq!(w.max_refreshes_in_flight, 2);
+}
