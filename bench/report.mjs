@@ -187,6 +187,38 @@ function serverSection(s) {
   return lines.join("\n");
 }
 
+/** The headline numbers next to the targets of issue 7 (a reading aid; nothing is asserted). */
+function summarySection(r) {
+  const rows = [];
+  const kibOf = (x) => (x && !x.notMeasured ? `${kib(x.gzip)} KiB` : "not measured");
+  const esm = r.sizes.captureSession?.esm;
+  rows.push(["ESM package, gzip -9 (wasm + glue)", kibOf(esm), "at most 40 KiB"]);
+  rows.push(["script-tag file, gzip -9", kibOf(r.sizes.captureSession?.scriptTag), "–"]);
+  const st = r.browser.startup;
+  for (const variant of ["ESM package", "script tag"]) {
+    const row = st?.rows?.find((x) => x.variant === variant && x.cache === "warm cache" && x.what === "script start → ready, beyond network");
+    rows.push([`script start → ready beyond network, ${variant}, warm cache (median)`, row ? `${ms(row.median)} ms` : "not measured", "at most 5 ms"]);
+  }
+  const ro = r.browser.refreshOverhead;
+  rows.push(["helper overhead per refresh (median)", ro && !ro.notMeasured ? `${ms(ro.median, 3)} ms` : "not measured", "under 1 ms"]);
+  const fo = r.browser.fanout?.rows;
+  rows.push([
+    "refresh requests at the server per expiry, N = " + (fo ? fo.map((x) => x.tabs).join(" / ") : "1 / 5 / 10 / 20") + " tabs",
+    fo ? fo.map((x) => (x.notMeasured ? "–" : String(x.refreshRequests))).join(" / ") : "not measured",
+    "1 for every N",
+  ]);
+  const last = fo?.filter((x) => !x.notMeasured).at(-1);
+  rows.push([`logout propagation to the last of ${last?.tabs ?? "N"} tabs`, last?.logoutPropagationMs != null ? `${ms(last.logoutPropagationMs, 1)} ms` : "not measured", "–"]);
+  const load = Array.isArray(r.server.load) ? r.server.load.filter((x) => !x.notMeasured) : [];
+  for (const store of ["memory", "redis"]) {
+    const best = load.filter((x) => x.store === store).sort((a, b) => b.rps - a.rps)[0];
+    rows.push([`server refreshes/s, ${store} store (best of modes and concurrencies)`, best ? `${best.rps.toFixed(0)} (${best.mode} mode, ${best.sessions} sessions, p99 ${ms(best.p99Ms)} ms)` : "not measured", "–"]);
+  }
+  const idle = Array.isArray(r.server.idle) ? r.server.idle : [];
+  for (const x of idle) rows.push([`memory per idle session, ${x.store}`, x.notMeasured ? "not measured" : `${x.bytesPerSession.toFixed(0)} bytes`, "–"]);
+  return ["## Summary", "", table(["", "measured", "target (issue 7)"], rows), ""].join("\n");
+}
+
 function machineSection(m, totalSeconds, parts) {
   const v = m.versions;
   const rows = [
@@ -222,6 +254,7 @@ const md = [
   "",
   `Written by \`npm run bench\` on ${results.generatedAt}. Numbers are measured on the machine below, printed and never asserted. Raw data: results.json.`,
   "",
+  summarySection(results),
   machineSection(results.machine, results.totalSeconds, { sizes: results.sizes, browser: results.browser, server: results.server }),
   sizesSection(results.sizes),
   browserSection(results.browser),
