@@ -248,6 +248,7 @@ fn read_url(cfg: &JsValue, key: &'static str, base: &str) -> Result<Option<Strin
     }))
 }
 
+#[inline(never)]
 fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
     if !cfg.is_object() {
         return Err(Error::Config(ConfigError::new(

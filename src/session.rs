@@ -83,6 +83,7 @@ fn seed() -> u64 {
 impl Session {
     /// Starts a helper: hooks into the widget, the page and other tabs, and
     /// feeds the engine what storage holds.
+    #[inline(never)]
     pub(crate) fn start(
         config: Config,
         requests: RequestSettings,
