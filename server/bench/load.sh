@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Refresh throughput and latency of capture-session-server (optimised build),
 # memory store and Redis, token and code mode, against the standalone simulator.
-# Every refresh mints a new token upstream (--reuse-window 0).
+# Every refresh mints a new token upstream (--reuse-window 0), unless REUSE_WINDOW=SECONDS
+# lets refreshes hand back the fresh token (no upstream call: the server's own cost).
 # Usage: server/bench/load.sh [SECONDS] [CONNECTIONS] [SESSIONS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -37,7 +38,7 @@ for store in memory redis; do
   store_url=memory; [ "$store" = redis ] && store_url="redis://127.0.0.1:$redis_port/"
   RUST_LOG="${SERVER_LOG:-warn}" NO_COLOR=1 "$bin" --listen "127.0.0.1:$port" --capture-url "$sim" \
     --issuer-client-id capture-session-server --issuer-client-secret simulator-secret \
-    --store "$store_url" --insecure-localhost-cookies --reuse-window 0 >"$work/server-$store.log" 2>&1 &
+    --store "$store_url" --insecure-localhost-cookies --reuse-window "${REUSE_WINDOW:-0}" >"$work/server-$store.log" 2>&1 &
   server_pid=$!; pids+=($server_pid)
   wait_port "$port"
   for mode in token code; do

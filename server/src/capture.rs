@@ -235,7 +235,10 @@ impl CaptureClient {
             match self.call_once(path, client, form).await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
+                    // A timeout is not retried: a slow Capture does not get
+                    // faster by asking again, and the page is waiting.
                     let retry = attempt < self.retries
+                        && !matches!(e, CaptureError::Timeout)
                         && if idempotent {
                             e.transient()
                         } else {

@@ -147,17 +147,20 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPTURE_SESSION_REUSE_WINDOW", default_value_t = 10)]
     pub reuse_window: u64,
 
-    /// Timeout of each call to Identity Cloud, in milliseconds.
+    /// Timeout of each call to Identity Cloud, in milliseconds. A timeout is
+    /// answered 503 with Retry-After at once (not retried), so keep it well
+    /// under the helper's requestTimeoutMs (10000 by default).
     #[arg(
         long,
         env = "CAPTURE_SESSION_UPSTREAM_TIMEOUT_MS",
-        default_value_t = 5000
+        default_value_t = 4000
     )]
     pub upstream_timeout_ms: u64,
 
-    /// Extra attempts after a transient Identity Cloud failure (510, 5xx,
-    /// timeout, dropped connection). Single-use grants (code exchange,
-    /// refresh_token) are retried only when Capture surely did not use them.
+    /// Extra attempts after a fast transient Identity Cloud failure (510,
+    /// 5xx, dropped connection). Single-use grants (code exchange,
+    /// refresh_token) are retried only when Capture surely did not use them
+    /// (510, connection refused).
     #[arg(long, env = "CAPTURE_SESSION_UPSTREAM_RETRIES", default_value_t = 2)]
     pub upstream_retries: u32,
 

@@ -393,14 +393,25 @@ async fn upstream_timeout_becomes_503_with_retry_after() {
         "--upstream-timeout-ms",
         "200",
         "--upstream-retries",
-        "0",
+        "2",
     ])
     .await;
     let s = h.start_token().await;
-    h.fault(json!({"latencyMs": 1000, "count": 1})).await;
+    h.fault(json!({"latencyMs": 1000})).await;
+    let t0 = std::time::Instant::now();
     let r = h.refresh(&s.cookie).await;
     r.expect_error(503, "unavailable");
     assert!(r.retry_after.is_some());
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        h.sim_stats().await["faulted"],
+        1,
+        "a timeout is not retried"
+    );
     h.stop().await;
 }
 
