@@ -248,6 +248,8 @@ fn read_url(cfg: &JsValue, key: &'static str, base: &str) -> Result<Option<Strin
     }))
 }
 
+// Not inlined into the attach shim: measured 5 KiB gzip smaller (with
+// `Session::start` likewise).
 #[inline(never)]
 fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
     if !cfg.is_object() {
@@ -357,6 +359,7 @@ impl CaptureSession {
         Self::start(&config).map_err(|e| to_js(&e))
     }
 
+    #[inline(never)]
     fn start(config: &JsValue) -> Result<CaptureSession, Error> {
         let location = web_sys::window()
             .map(|w| w.location())
