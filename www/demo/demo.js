@@ -316,7 +316,8 @@
     var widgetLive = !!(window.janrain && janrain.capture && janrain.capture.ui && janrain.capture.ui.hasActiveSession && janrain.capture.ui.hasActiveSession());
     var state = s ? s.state : "loading";
     var expiresAt = s && typeof s.expiresAt === "number" ? s.expiresAt : null;
-    var signedIn = state === "active" || state === "refreshing" || (widgetLive && state !== "ended");
+    // "refreshing" alone is not a session: at start-up the helper asks the backend whether there is one.
+    var signedIn = state === "active" || (state === "refreshing" && expiresAt !== null) || (widgetLive && state !== "ended");
 
     $("#who").textContent = signedIn ? (profile && (profile.displayName || profile.email)) || "signed in" : "nobody";
     $("#who-detail").textContent = signedIn && profile ? (profile.email || "") + (profile.uuid ? " · uuid " + profile.uuid.slice(0, 8) + "…" : "") : "Sign in with demo@example.com / demo";
