@@ -14,7 +14,13 @@ use crate::secret::ClientSecret;
 /// `--simulate` runs the whole demo on one machine: the contract endpoints,
 /// an Identity Cloud simulator under /sim, and the demo site from www/.
 #[derive(Debug, Parser)]
-#[command(name = "capture-session-server", version, about, long_about)]
+#[command(
+    name = "capture-session-server",
+    version,
+    about,
+    long_about,
+    after_help = "Logging: RUST_LOG sets the log filter (default: info), e.g. RUST_LOG=capture_session_server=debug. Logs never contain tokens, codes, session ids or secrets."
+)]
 pub struct Cli {
     /// Run something other than the server.
     #[command(subcommand)]

@@ -516,6 +516,7 @@ fn help_documents_every_flag_and_environment_variable() {
         "--sim-token-lifetime",
         "--www",
         "simulator",
+        "RUST_LOG",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
