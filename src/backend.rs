@@ -89,10 +89,13 @@ pub(crate) fn post(
         let c = c.clone();
         let timed_out = timed_out.clone();
         let ms = settings.timeout_ms.min(i32::MAX as u64) as u32;
-        Timeout::new(ms, move || {
-            timed_out.set(true);
-            c.abort();
-        })
+        js::timeout(
+            ms,
+            Box::new(move || {
+                timed_out.set(true);
+                c.abort();
+            }),
+        )
     });
     let failed = move || {
         if timed_out.get() {

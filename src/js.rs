@@ -177,8 +177,14 @@ pub(crate) fn when_settled(
     promise: &js_sys::Promise,
     done: impl FnOnce(Result<JsValue, JsFailure>) + 'static,
 ) {
-    type Done = Box<dyn FnOnce(Result<JsValue, JsFailure>)>;
-    let slot: Rc<Cell<Option<Done>>> = Rc::new(Cell::new(Some(Box::new(done))));
+    settle_boxed(promise, Box::new(done));
+}
+
+type Done = Box<dyn FnOnce(Result<JsValue, JsFailure>)>;
+
+/// The one (non-generic) instance of the callbacks, whatever `done` is.
+fn settle_boxed(promise: &js_sys::Promise, done: Done) {
+    let slot: Rc<Cell<Option<Done>>> = Rc::new(Cell::new(Some(done)));
     let on_error = slot.clone();
     let ok = Closure::once_into_js(move |value: JsValue| {
         if let Some(done) = slot.take() {
@@ -191,6 +197,12 @@ pub(crate) fn when_settled(
         }
     });
     promise.unchecked_ref::<Thenable>().then_with(&ok, &err);
+}
+
+/// A `setTimeout` that is cleared when dropped (gloo's `Timeout`), with its
+/// callback boxed so that every timer shares one instance of the closure code.
+pub(crate) fn timeout(ms: u32, callback: Box<dyn FnOnce()>) -> gloo_timers::callback::Timeout {
+    gloo_timers::callback::Timeout::new(ms, callback)
 }
 
 /// Runs `task` in a microtask (after the current script, before rendering).

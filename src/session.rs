@@ -506,11 +506,14 @@ impl Session {
             let weak = self.weak();
             (
                 at,
-                Timeout::new(delay, move || {
-                    if let Some(s) = upgrade(&weak) {
-                        s.on_timer();
-                    }
-                }),
+                js::timeout(
+                    delay,
+                    Box::new(move || {
+                        if let Some(s) = upgrade(&weak) {
+                            s.on_timer();
+                        }
+                    }),
+                ),
             )
         });
     }
