@@ -294,3 +294,35 @@ async fn an_unreachable_redis_is_a_startup_error() {
         .expect("no Redis, no server");
     assert!(err.to_string().contains("session store"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_on_one_instance_during_a_rotation_on_the_other_stays_ended() {
+    let c = cluster(&["--reuse-window", "0"]).await;
+    let s = c.a.start_code(true).await;
+    c.a.fault(json!({"path": "/oauth/token", "latencyMs": 400, "count": 1}))
+        .await;
+    let rotating = {
+        let (http, url, cookie) = (
+            c.a.http.clone(),
+            c.a.url("/capture-session/refresh"),
+            s.cookie.clone(),
+        );
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .header("X-Capture-Session", "1")
+                .header("Cookie", cookie)
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("refresh");
+            Reply::read(r).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(c.b.end(Some(&s.cookie)).await.status, 204);
+    rotating.await.unwrap().expect_error(401, "no_session");
+    c.a.refresh(&s.cookie).await.expect_error(401, "no_session");
+    c.b.refresh(&s.cookie).await.expect_error(401, "no_session");
+    c.stop().await;
+}
