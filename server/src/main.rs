@@ -8,16 +8,33 @@ use capture_session_server::settings::Settings;
 use capture_session_server::sim::SimConfig;
 use capture_session_server::Server;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use std::io::IsTerminal;
+
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+    // RUST_LOG in the usual `level,target=level` form (no regex filters: the
+    // plain `Targets` filter keeps regex out of the build).
+    let (filter, bad_filter) = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match spec.parse::<Targets>() {
+            Ok(f) => (f, false),
+            Err(_) => (Targets::new().with_default(Level::INFO), true),
+        },
+        _ => (Targets::new().with_default(Level::INFO), false),
+    };
+    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+        .with(filter)
         .init();
+    if bad_filter {
+        tracing::warn!("RUST_LOG is not a valid filter (e.g. info,capture_session_server=debug); logging at info");
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
