@@ -108,22 +108,30 @@ impl MemoryStore {
                 key: key.to_owned(),
                 guard,
             }),
-            Err(_) => Err(StoreError::LockTimeout),
+            Err(_) => {
+                self.forget_idle_lock(key);
+                Err(StoreError::LockTimeout)
+            }
+        }
+    }
+
+    /// Drops a session's mutex once nobody holds or awaits it (only the map
+    /// still has it).
+    fn forget_idle_lock(&self, key: &str) {
+        let mut inner = self.inner();
+        if inner
+            .locks
+            .get(key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            inner.locks.remove(key);
         }
     }
 
     pub(super) fn unlock(&self, lock: MemoryLock) {
         let MemoryLock { key, guard } = lock;
-        let mut inner = self.inner();
         drop(guard);
-        // Forget the mutex once nobody holds or awaits it (map's Arc only).
-        if inner
-            .locks
-            .get(&key)
-            .is_some_and(|m| Arc::strong_count(m) == 1)
-        {
-            inner.locks.remove(&key);
-        }
+        self.forget_idle_lock(&key);
     }
 
     pub(super) fn count(&self) -> usize {
@@ -133,5 +141,41 @@ impl MemoryStore {
             .values()
             .filter(|e| e.idle_deadline > now)
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_rotation_lock_is_exclusive_and_forgotten_when_free() {
+        let store = MemoryStore::new();
+        let first = store
+            .lock("k", Duration::from_secs(1))
+            .await
+            .expect("free lock");
+        // A second taker waits, and gives up after its wait.
+        let second = store.lock("k", Duration::from_millis(50)).await;
+        assert!(matches!(second, Err(StoreError::LockTimeout)));
+        // Another session's lock is independent.
+        let other = store
+            .lock("other", Duration::from_millis(50))
+            .await
+            .expect("other session");
+        store.unlock(other);
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.lock("k", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "still held");
+        store.unlock(first);
+        let second = waiter.await.expect("task").expect("lock after release");
+        store.unlock(second);
+        assert!(
+            store.inner().locks.is_empty(),
+            "no mutex kept for idle sessions"
+        );
     }
 }
