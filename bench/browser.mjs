@@ -216,7 +216,7 @@ async function startup(browser, server, entry, user) {
     crossOriginIsolated: runs.every((r) => r.isolated),
     note:
       `Loaded from the server on 127.0.0.1 with no Registration UI on the page; the stored session is valid for an hour, so ready needs no backend call. ` +
-      `"warm cache": one tab reloaded ${PAGE_LOADS} times after a first load; "cold": a new browser profile for each of ${PAGE_LOADS} loads. ` +
+      `"warm cache": one tab reloaded ${PAGE_LOADS} times after a first load (the server sends Cache-Control: no-cache, so each load revalidates the files: 304s on the wire); "cold": a new browser profile for each of ${PAGE_LOADS} loads. ` +
       "Marks: performance.now() at the start of the page's first script (before the helper's import or script tag) and after `await session.ready`; " +
       "network is the part of that span during which the helper's files were being fetched (Resource Timing).",
   };
