@@ -178,7 +178,14 @@ function serverSection(s) {
       table(
         ["store", "sessions", "bytes per session", "measured as"],
         s.idle.map((r) =>
-          r.notMeasured ? [r.store, String(r.sessions ?? ""), nm(r), ""] : [r.store, String(r.sessions), r.bytesPerSession.toFixed(0), r.method],
+          r.notMeasured
+            ? [r.store, String(r.sessions ?? ""), nm(r), ""]
+            : [
+                r.store,
+                String(r.sessions),
+                r.bytesPerSession.toFixed(0),
+                `${r.method}${r.redisKeysPerSession != null ? `; ${r.redisKeysPerSession} Redis key(s) per session` : ""}; ${r.mode} mode, created through the start endpoint in ${r.createSeconds.toFixed(0)} s`,
+              ],
         ),
       ),
       "",
