@@ -231,13 +231,13 @@ async fn entity_update_saves_the_profile_until_the_token_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_expire_after_the_configured_lifetime() {
-    let h = sim_server(&["--sim-token-lifetime", "1"]).await;
+    let h = sim_server(&["--sim-token-lifetime", "2"]).await;
     let user = h.sign_in("token").await;
     let e = h
         .capture("/entity", &[("access_token", &user.credential)])
         .await;
     assert_eq!(e.json["stat"], "ok");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let e = h
         .capture("/entity", &[("access_token", &user.credential)])
         .await;

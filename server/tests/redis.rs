@@ -256,17 +256,17 @@ async fn concurrent_refreshes_across_instances_mint_once_in_token_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sessions_idle_out() {
-    let c = cluster(&["--session-idle-timeout", "1"]).await;
+    let c = cluster(&["--session-idle-timeout", "2"]).await;
     let s = c.a.start_token().await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         c.b.refresh(&s.cookie).await.status,
         200,
         "use keeps it alive"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(c.a.refresh(&s.cookie).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     c.b.refresh(&s.cookie).await.expect_error(401, "no_session");
     c.stop().await;
 }
