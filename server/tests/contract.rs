@@ -307,10 +307,10 @@ async fn parallel_refreshes(h: &Harness, cookie: &str, n: usize) -> Vec<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_of_one_session_rotate_once() {
-    let h = sim_server(&["--reuse-window", "1"]).await;
+    let h = sim_server(&["--reuse-window", "2"]).await;
     let s = h.start_code(true).await;
-    // Let the start token age past the reuse window so a rotation is due.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Let the start token age past the reuse window (2 s) so a rotation is due.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     // Slow the upstream so every request arrives while the rotation runs.
     h.fault(json!({"path": "/oauth/token", "latencyMs": 300, "count": 1}))
         .await;
@@ -333,9 +333,9 @@ async fn concurrent_refreshes_of_one_session_rotate_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_in_token_mode_mint_once() {
-    let h = sim_server(&["--reuse-window", "1"]).await;
+    let h = sim_server(&["--reuse-window", "2"]).await;
     let s = h.start_token().await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     h.fault(json!({"path": "/access/getAccessToken", "latencyMs": 300, "count": 1}))
         .await;
     let tokens = parallel_refreshes(&h, &s.cookie, 25).await;

@@ -217,9 +217,9 @@ async fn race(c: &Cluster, cookie: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
-    let c = cluster(&["--reuse-window", "1"]).await;
+    let c = cluster(&["--reuse-window", "2"]).await;
     let s = c.a.start_code(true).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     c.a.fault(json!({"path": "/oauth/token", "latencyMs": 300, "count": 1}))
         .await;
     let tokens = race(&c, &s.cookie, 30).await;
@@ -234,7 +234,7 @@ async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
     );
     assert_ne!(Some(tokens[0].clone()), s.token);
     // And the stored refresh token is the rotated one: the next rotation works.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let next = c.b.refresh(&s.cookie).await;
     assert_eq!(next.status, 200, "{}", next.text);
     assert_ne!(next.token(), tokens[0]);
@@ -243,9 +243,9 @@ async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_across_instances_mint_once_in_token_mode() {
-    let c = cluster(&["--reuse-window", "1"]).await;
+    let c = cluster(&["--reuse-window", "2"]).await;
     let s = c.a.start_token().await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     c.a.fault(json!({"path": "/access/getAccessToken", "latencyMs": 300, "count": 1}))
         .await;
     let tokens = race(&c, &s.cookie, 30).await;
