@@ -17,7 +17,6 @@ use capture_session_core::engine::{
     Action, ApiCall, ApiError, Engine, Event, Input, Millis, PublicState, Request, RequestId,
     StoredEntries, TabNews, WidgetEvent,
 };
-use capture_session_core::httpdate::parse_http_date;
 use capture_session_core::token::is_plausible_token;
 use capture_session_core::AccessToken;
 use gloo_timers::callback::Timeout;
@@ -25,7 +24,7 @@ use gloo_timers::callback::Timeout;
 use crate::backend::{self, InFlight, RequestSettings};
 use crate::js;
 use crate::page::{self, PageChange, PageWatch};
-use crate::storage::TokenStore;
+use crate::storage::{parse_date, TokenStore};
 use crate::tabs::{RefreshLock, TabLink, TabMessage};
 use crate::widget::{self, WidgetBinding};
 
@@ -93,7 +92,7 @@ impl Session {
         let mut lock_name = String::from("capture-session:");
         lock_name.push_str(&config.storage_key);
         let rt = Rc::new(RefCell::new(Runtime {
-            engine: Engine::new(config.clone(), now(), seed()),
+            engine: Engine::with_date_parser(config.clone(), now(), seed(), parse_date),
             config,
             requests,
             store,
@@ -248,7 +247,7 @@ impl Session {
             // The widget stores its token (and its belief about the expiry)
             // before it fires the login event.
             let (stored, failed) = self.read_store();
-            *widget_expires_at = stored.expires.as_deref().and_then(parse_http_date);
+            *widget_expires_at = stored.expires.as_deref().and_then(parse_date);
             if failed {
                 self.storage_failed();
             }
@@ -300,7 +299,7 @@ impl Session {
         }
         let (Some(token), Some(expires_at)) = (
             stored.token.filter(|t| is_plausible_token(t)),
-            stored.expires.as_deref().and_then(parse_http_date),
+            stored.expires.as_deref().and_then(parse_date),
         ) else {
             return;
         };

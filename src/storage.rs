@@ -128,3 +128,18 @@ impl TokenStore {
 pub(crate) fn http_date(ms: Millis) -> String {
     String::from(js_sys::Date::new(&(ms as f64).into()).to_utc_string())
 }
+
+/// `Date.parse(s)`: how the Registration UI reads `janrainCaptureToken_Expires`
+/// back, so the helper and the widget agree on every expiry. `None` for what
+/// is not a date, or is one before 1970. (The engine's own parser,
+/// `parse_http_date`, stays out of the wasm: about 3.5 KiB gzip.) Browsers
+/// are more lenient than that parser with odd strings (V8 reads
+/// `"garbage 5"` as a date in 2001); the engine's checks that follow (not
+/// expired, not absurdly far ahead) still apply.
+pub(crate) fn parse_date(s: &str) -> Option<Millis> {
+    let ms = js_sys::Date::parse(s);
+    // NaN is in no range; whole milliseconds below 2^53 convert exactly.
+    (0.0..9_007_199_254_740_992.0)
+        .contains(&ms)
+        .then_some(ms as Millis)
+}

@@ -1220,3 +1220,36 @@ fn without_the_lock_two_tabs_do_refresh_at_once() {
     w.advance(55 * MIN);
     assert_eq!(w.max_refreshes_in_flight, 2);
 }
+
+/// The browser layer reads stored expiries with the browser's `Date.parse`
+/// (`Engine::with_date_parser`): the engine must use exactly the parser it is
+/// given, for the verdict (date or not) and for the expiry it adopts.
+#[test]
+fn stored_expiries_are_read_with_the_given_date_parser() {
+    fn ten_minutes_from_t0(s: &str) -> Option<Millis> {
+        (s == "in ten minutes").then_some(T0 + 10 * MIN)
+    }
+    let startup = |expires: &str| {
+        let mut e = Engine::with_date_parser(config(), T0, 1, ten_minutes_from_t0);
+        e.handle(
+            Input::Startup(StoredEntries {
+                token: Some("SECRET-stored".into()),
+                expires: Some(expires.into()),
+            }),
+            T0,
+        );
+        let actions: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+        (e, actions)
+    };
+    let (e, actions) = startup("in ten minutes");
+    assert!(events(&actions).contains(&Event::Active {
+        expires_at: T0 + 10 * MIN,
+        source: ActiveSource::Storage
+    }));
+    assert_eq!(e.expires_at(), Some(T0 + 10 * MIN));
+    // A real HTTP date, which the default parser would take, is not a date
+    // to this one.
+    let (e, actions) = startup(&capture_session_core::format_http_date(T0 + 10 * MIN));
+    assert_eq!(warnings(&actions), [WarningCode::StoredDataInvalid]);
+    assert_eq!(e.expires_at(), None);
+}

@@ -70,11 +70,30 @@ pub struct Engine {
     /// Whether the current token was already re-handed to the widget within the cooldown.
     recreated: bool,
     storage_warned: bool,
+    /// Reads `janrainCaptureToken_Expires` (see [`Engine::with_date_parser`]).
+    parse_date: DateParser,
 }
+
+/// Reads a stored expiry (an HTTP date) into epoch milliseconds; `None` when
+/// it is not a date.
+pub type DateParser = fn(&str) -> Option<Millis>;
 
 impl Engine {
     /// A new engine. `now` is the current time; `seed` seeds the retry jitter.
     pub fn new(config: Config, now: Millis, seed: u64) -> Engine {
+        Engine::with_date_parser(config, now, seed, parse_http_date)
+    }
+
+    /// [`Engine::new`], with stored expiries read by `parse_date` instead of
+    /// [`parse_http_date`]. The browser layer passes the browser's own
+    /// `Date.parse` (what the Registration UI reads the entry with), which
+    /// also keeps this crate's date parser out of the wasm it ships.
+    pub fn with_date_parser(
+        config: Config,
+        now: Millis,
+        seed: u64,
+        parse_date: DateParser,
+    ) -> Engine {
         Engine {
             config,
             state: SessionState::Starting,
@@ -93,6 +112,7 @@ impl Engine {
             last_token_at: None,
             recreated: false,
             storage_warned: false,
+            parse_date,
         }
     }
 
@@ -421,7 +441,7 @@ impl Engine {
         if !is_plausible_token(&token) {
             return Stored::Corrupt("the stored token is not a plausible token");
         }
-        let Some(at) = parse_http_date(&expires) else {
+        let Some(at) = (self.parse_date)(&expires) else {
             return Stored::Corrupt("the stored expiry is not a date");
         };
         if at <= now {
