@@ -3,6 +3,7 @@
 //! starts a [`Session`], and turns the engine's events and settlements into
 //! callbacks, window `CustomEvent`s and promises.
 
+use crate::Shared;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -141,7 +142,7 @@ impl ApiState {
     fn deliver(&self, kind: &'static str, detail: &Object) {
         let listeners: Vec<Function> = self
             .listeners
-            .borrow()
+            .read()
             .iter()
             .filter(|(_, k, _)| *k == kind)
             .map(|(_, _, f)| f.clone())
@@ -164,7 +165,7 @@ impl ApiState {
     }
 
     fn raise(&self, kind: &'static str, detail: Object) {
-        if let Some(deferred) = self.deferred.borrow_mut().as_mut() {
+        if let Some(deferred) = self.deferred.write().as_mut() {
             deferred.push((kind, detail));
             return;
         }
@@ -173,7 +174,7 @@ impl ApiState {
 
     /// Delivers what was raised during `attach`.
     fn flush(&self) {
-        let deferred = self.deferred.borrow_mut().take().unwrap_or_default();
+        let deferred = self.deferred.write().take().unwrap_or_default();
         for (kind, detail) in deferred {
             self.deliver(kind, &detail);
         }
@@ -187,13 +188,13 @@ impl ApiSink for ApiState {
     }
 
     fn settle_ready(&self) {
-        if let Some(resolve) = self.ready_resolve.borrow_mut().take() {
+        if let Some(resolve) = self.ready_resolve.write().take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }
     }
 
     fn settle_refresh(&self, result: Result<(), ApiError>) {
-        let waiting = std::mem::take(&mut *self.refreshes.borrow_mut());
+        let waiting = std::mem::take(&mut *self.refreshes.write());
         for (resolve, reject) in waiting {
             let _ = match result {
                 Ok(()) => resolve.call0(&JsValue::UNDEFINED),
@@ -423,7 +424,7 @@ impl CaptureSession {
         let mut settle = None;
         let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         if let Some(settle) = settle {
-            self.api.refreshes.borrow_mut().push(settle);
+            self.api.refreshes.write().push(settle);
         }
         self.session.call(ApiCall::Refresh);
         promise
@@ -451,11 +452,11 @@ impl CaptureSession {
             .map_err(|_| to_js(&Error::InvalidArgument("the listener must be a function")))?;
         let id = self.api.next_listener.get();
         self.api.next_listener.set(id.wrapping_add(1));
-        self.api.listeners.borrow_mut().push((id, kind, listener));
+        self.api.listeners.write().push((id, kind, listener));
         let api: Weak<ApiState> = Rc::downgrade(&self.api);
         let off = Closure::<dyn FnMut()>::new(move || {
             if let Some(api) = api.upgrade() {
-                api.listeners.borrow_mut().retain(|(i, _, _)| *i != id);
+                api.listeners.write().retain(|(i, _, _)| *i != id);
             }
         });
         Ok(off.into_js_value().unchecked_into())
@@ -467,7 +468,7 @@ impl CaptureSession {
         self.session.detach();
         self.api.settle_refresh(Err(ApiError::Detached));
         self.api.settle_ready();
-        self.api.listeners.borrow_mut().clear();
-        *self.api.deferred.borrow_mut() = Some(Vec::new());
+        self.api.listeners.write().clear();
+        *self.api.deferred.write() = Some(Vec::new());
     }
 }

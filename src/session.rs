@@ -9,6 +9,7 @@
 //! runtime is never borrowed while JavaScript runs, and only the outermost
 //! [`pump`] drains the engine's actions; inner calls just feed their input.
 
+use crate::Shared;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
@@ -110,7 +111,7 @@ impl Session {
             keep_alive: None,
         }));
         let session = Session { rt };
-        session.rt.borrow_mut().keep_alive = Some(session.clone());
+        session.rt.write().keep_alive = Some(session.clone());
         session.connect(&lock_name);
 
         let (stored, failed) = session.read_store();
@@ -148,7 +149,7 @@ impl Session {
                 });
             }
         });
-        let tabs = self.rt.borrow().config.cross_tab.then(|| {
+        let tabs = self.rt.read().config.cross_tab.then(|| {
             let (w1, w2) = (self.weak(), self.weak());
             TabLink::open(
                 channel_name,
@@ -164,7 +165,7 @@ impl Session {
                 },
             )
         });
-        let mut rt = self.rt.borrow_mut();
+        let mut rt = self.rt.write();
         rt.widget = widget;
         rt.page = Some(page);
         rt.tabs = tabs;
@@ -172,17 +173,17 @@ impl Session {
 
     /// `session.state`.
     pub(crate) fn state(&self) -> PublicState {
-        self.rt.borrow().engine.state()
+        self.rt.read().engine.state()
     }
 
     /// `session.expiresAt`.
     pub(crate) fn expires_at(&self) -> Option<Millis> {
-        self.rt.borrow().engine.expires_at()
+        self.rt.read().engine.expires_at()
     }
 
     /// Whether `detach()` ran.
     pub(crate) fn is_detached(&self) -> bool {
-        self.rt.borrow().detached
+        self.rt.read().detached
     }
 
     /// A JS API call.
@@ -198,7 +199,7 @@ impl Session {
         }
         self.feed(Input::Api(ApiCall::Detach));
         let (widget, page, tabs, timer, inflight, lock, keep_alive) = {
-            let mut rt = self.rt.borrow_mut();
+            let mut rt = self.rt.write();
             rt.detached = true;
             (
                 rt.widget.take(),
@@ -217,7 +218,7 @@ impl Session {
     /// Feeds one input and executes what follows.
     fn feed(&self, input: Input) {
         {
-            let mut rt = self.rt.borrow_mut();
+            let mut rt = self.rt.write();
             if rt.detached {
                 return;
             }
@@ -228,7 +229,7 @@ impl Session {
 
     /// Reads storage; `true` in the second place when it just failed.
     fn read_store(&self) -> (StoredEntries, bool) {
-        let mut rt = self.rt.borrow_mut();
+        let mut rt = self.rt.write();
         match rt.store.read() {
             Ok(entries) => (entries, false),
             Err(_) => (rt.store.memory(), true),
@@ -267,13 +268,13 @@ impl Session {
     /// logout; anything else may be a new token.
     fn on_storage_event(&self, key: Option<&str>, removed: bool) {
         let (ours, token_key) = {
-            let rt = self.rt.borrow();
+            let rt = self.rt.read();
             match key {
                 None => (true, true),
                 Some(k) => (rt.store.is_our_key(k), k == rt.config.storage_key),
             }
         };
-        if !ours || !self.rt.borrow().store.is_persistent() {
+        if !ours || !self.rt.read().store.is_persistent() {
             return;
         }
         if token_key && removed {
@@ -281,7 +282,7 @@ impl Session {
             if failed {
                 self.storage_failed();
             } else if stored.token.is_none() {
-                self.rt.borrow_mut().last_news = None;
+                self.rt.write().last_news = None;
                 self.feed(Input::Tab(TabNews::SessionEnded));
             }
         } else {
@@ -304,7 +305,7 @@ impl Session {
             return;
         };
         {
-            let mut rt = self.rt.borrow_mut();
+            let mut rt = self.rt.write();
             if rt
                 .last_news
                 .as_ref()
@@ -323,7 +324,7 @@ impl Session {
     /// Drains the engine's actions (outermost call only), then re-arms the timer.
     fn pump(&self) {
         {
-            let mut rt = self.rt.borrow_mut();
+            let mut rt = self.rt.write();
             if rt.pumping {
                 return;
             }
@@ -331,7 +332,7 @@ impl Session {
         }
         loop {
             let (action, detached) = {
-                let mut rt = self.rt.borrow_mut();
+                let mut rt = self.rt.write();
                 (rt.engine.poll_action(), rt.detached)
             };
             let Some(action) = action else { break };
@@ -342,12 +343,12 @@ impl Session {
                 self.execute(action);
             }
         }
-        self.rt.borrow_mut().pumping = false;
+        self.rt.write().pumping = false;
         self.arm_timer();
     }
 
     fn settle_only(&self, action: Action) {
-        let sink = self.rt.borrow().sink.clone();
+        let sink = self.rt.read().sink.clone();
         match action {
             Action::SettleReady => sink.settle_ready(),
             Action::SettleRefresh(result) => sink.settle_refresh(result),
@@ -359,7 +360,7 @@ impl Session {
         match action {
             Action::WriteToken { token, expires_at } => {
                 let written = {
-                    let mut rt = self.rt.borrow_mut();
+                    let mut rt = self.rt.write();
                     rt.last_written = Some((token.clone(), expires_at));
                     rt.store.write(&token, expires_at)
                 };
@@ -368,7 +369,7 @@ impl Session {
                 }
             }
             Action::ClearToken => {
-                let cleared = self.rt.borrow_mut().store.clear();
+                let cleared = self.rt.write().store.clear();
                 if cleared.is_err() {
                     self.storage_failed();
                 }
@@ -377,7 +378,7 @@ impl Session {
             Action::Abort(id) => {
                 // Dropping the request aborts it (a logout notice excepted).
                 let aborted: Vec<_> = {
-                    let mut rt = self.rt.borrow_mut();
+                    let mut rt = self.rt.write();
                     let (gone, kept) = std::mem::take(&mut rt.inflight)
                         .into_iter()
                         .partition(|(i, _)| *i == id);
@@ -398,11 +399,11 @@ impl Session {
                 widget::render(&screen);
             }
             Action::Emit(event) => {
-                let sink = self.rt.borrow().sink.clone();
+                let sink = self.rt.read().sink.clone();
                 sink.emit(&event);
             }
             Action::AcquireLock => {
-                let lock = self.rt.borrow().lock.clone();
+                let lock = self.rt.read().lock.clone();
                 let weak = self.weak();
                 lock.acquire(move || {
                     if let Some(s) = upgrade(&weak) {
@@ -415,7 +416,7 @@ impl Session {
                 });
             }
             Action::ReleaseLock => {
-                let lock = self.rt.borrow().lock.clone();
+                let lock = self.rt.read().lock.clone();
                 lock.release();
             }
             Action::BroadcastTokenReplaced { .. } => self.broadcast(TabMessage::TokenReplaced),
@@ -429,7 +430,7 @@ impl Session {
     /// back the real one, so that reloads and other tabs see the truth.
     fn restore_expiry(&self, token: &AccessToken) {
         let failed = {
-            let mut rt = self.rt.borrow_mut();
+            let mut rt = self.rt.write();
             match rt.last_written.clone() {
                 Some((written, expires_at)) if written == *token => {
                     rt.store.write(token, expires_at).is_err()
@@ -443,14 +444,14 @@ impl Session {
     }
 
     fn broadcast(&self, message: TabMessage) {
-        if let Some(tabs) = &self.rt.borrow().tabs {
+        if let Some(tabs) = &self.rt.read().tabs {
             tabs.send(message);
         }
     }
 
     fn send(&self, id: RequestId, request: Request) {
         let (url, body, keepalive) = {
-            let rt = self.rt.borrow();
+            let rt = self.rt.read();
             match request {
                 Request::Refresh => (
                     Some(rt.config.refresh_url.clone()),
@@ -471,13 +472,13 @@ impl Session {
             });
             return;
         };
-        let settings = self.rt.borrow().requests.clone();
+        let settings = self.rt.read().requests.clone();
         let weak = self.weak();
         let flight = backend::post(&url, &body, &settings, keepalive, move |outcome| {
             let Some(s) = upgrade(&weak) else { return };
             // Only requests still in flight are answered (an aborted one is not).
             let finished = {
-                let mut rt = s.rt.borrow_mut();
+                let mut rt = s.rt.write();
                 let before = rt.inflight.len();
                 rt.inflight.retain(|(i, _)| *i != id);
                 rt.inflight.len() < before
@@ -486,12 +487,12 @@ impl Session {
                 s.feed(Input::Reply { id, outcome });
             }
         });
-        self.rt.borrow_mut().inflight.push((id, flight));
+        self.rt.write().inflight.push((id, flight));
     }
 
     /// Re-arms the timer at the engine's next deadline (if it changed).
     fn arm_timer(&self) {
-        let mut rt = self.rt.borrow_mut();
+        let mut rt = self.rt.write();
         if rt.detached {
             rt.timer = None;
             return;
@@ -519,7 +520,7 @@ impl Session {
 
     fn on_timer(&self) {
         {
-            let mut rt = self.rt.borrow_mut();
+            let mut rt = self.rt.write();
             if rt.detached {
                 return;
             }

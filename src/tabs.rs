@@ -12,6 +12,7 @@
 //!   messages are the bare strings `"token"` and `"ended"`; a token never
 //!   travels in a message, receivers read it from storage.
 
+use crate::Shared;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -133,7 +134,7 @@ impl RefreshLock {
     /// callback; asking while holding it does nothing.
     pub(crate) fn acquire(&self, granted: impl FnOnce() + 'static) {
         let waiting = {
-            let mut state = self.state.borrow_mut();
+            let mut state = self.state.write();
             match &mut *state {
                 LockState::Held { .. } => return,
                 LockState::Waiting { granted: slot } => {
@@ -158,7 +159,7 @@ impl RefreshLock {
 
     /// Lets the lock go (or gives up waiting for it).
     pub(crate) fn release(&self) {
-        let previous = std::mem::take(&mut *self.state.borrow_mut());
+        let previous = std::mem::take(&mut *self.state.write());
         if let LockState::Held {
             release: Some(release),
         } = previous
@@ -171,13 +172,13 @@ impl RefreshLock {
 /// The browser granted the lock: hold it and tell the waiter, or, if nobody
 /// waits any more, let it go at once.
 fn grant(state: &Rc<RefCell<LockState>>, release: Option<Function>) {
-    let granted = match &mut *state.borrow_mut() {
+    let granted = match &mut *state.write() {
         LockState::Waiting { granted } => granted.take(),
         _ => None,
     };
     match granted {
         Some(granted) => {
-            *state.borrow_mut() = LockState::Held { release };
+            *state.write() = LockState::Held { release };
             granted();
         }
         None => {

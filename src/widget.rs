@@ -10,6 +10,7 @@
 //! early event is missed). Objects on the way are created if missing; nothing
 //! the page set is replaced.
 
+use crate::Shared;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
@@ -188,13 +189,13 @@ impl WidgetBinding {
             }
         });
         hooks.push(hook.as_ref());
-        inner.borrow_mut().hook = Some((hooks, hook));
+        inner.write().hook = Some((hooks, hook));
         Some(WidgetBinding { inner, _sink: sink })
     }
 }
 
 fn subscribe(inner: &Rc<RefCell<Inner>>, events: &JsValue, sink: &Sink) {
-    if !inner.borrow().subscriptions.is_empty() {
+    if !inner.read().subscriptions.is_empty() {
         return;
     }
     let mut subscriptions = Vec::with_capacity(EVENTS.len() - 1);
@@ -214,7 +215,7 @@ fn subscribe(inner: &Rc<RefCell<Inner>>, events: &JsValue, sink: &Sink) {
             subscriptions.push(Subscription { source, handler });
         }
     }
-    inner.borrow_mut().subscriptions = subscriptions;
+    inner.write().subscriptions = subscriptions;
 }
 
 fn token_field<T>(payload: &JsValue, key: &str, wrap: fn(String) -> T) -> Option<T> {
@@ -253,7 +254,7 @@ fn read_event(index: usize, payload: &JsValue) -> Option<WidgetEvent> {
 
 impl Drop for WidgetBinding {
     fn drop(&mut self) {
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.inner.write();
         if let Some((hooks, hook)) = inner.hook.take() {
             let at = hooks.index_of(hook.as_ref(), 0);
             if at >= 0 {
