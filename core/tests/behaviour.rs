@@ -186,6 +186,32 @@ fn token_login_without_sensible_widget_expiry_uses_reply_expires_in() {
 }
 
 #[test]
+fn token_login_believes_a_start_reply_shorter_than_the_widget_expiry() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    // accessTokenLifeHours = 1 (the default) while tokens really live 40 s.
+    let widget_expiry = w.now + 60 * MIN;
+    w.input(0, login_with_expiry(&token, "uuid-1", Some(widget_expiry)));
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(widget_expiry));
+    w.take(0);
+    w.now += 100;
+    w.respond(0, ok(&token, 40));
+    let real_expiry = w.now + 40 * SEC;
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(real_expiry));
+    // The stored expiry is corrected, so a reload believes the backend too.
+    assert!(w.take(0).iter().any(|a| matches!(
+        a,
+        Action::WriteToken { expires_at, .. } if *expires_at == real_expiry
+    )));
+    // The proactive refresh comes before the real expiry, not an hour later.
+    let sent_at = run_to_refresh(&mut w);
+    assert!(
+        sent_at < real_expiry,
+        "refresh at {sent_at}, expiry {real_expiry}"
+    );
+}
+
+#[test]
 fn token_login_without_any_expiry_uses_the_configured_lifetime() {
     let mut c = config();
     c.start_url = None;

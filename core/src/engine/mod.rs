@@ -967,10 +967,17 @@ impl Engine {
                         });
                         got_token = true;
                     }
-                    _ if s.expiry_assumed => {
+                    // The backend knows the token's real lifetime; the widget's
+                    // `_Expires` follows `accessTokenLifeHours`, which sites set
+                    // longer than the token lives. Believe the earlier of the two,
+                    // and correct the stored expiry so a reload believes it too.
+                    _ if s.expiry_assumed || expires_at < s.expires_at => {
                         s.expires_at = expires_at;
                         s.lifetime_ms = lifetime_ms;
                         s.expiry_assumed = false;
+                        if let Some(token) = s.token.clone() {
+                            self.push(Action::WriteToken { token, expires_at });
+                        }
                     }
                     _ => {}
                 }
