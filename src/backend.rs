@@ -142,7 +142,7 @@ fn read_reply(
         .get("Content-Length")
         .ok()
         .flatten()
-        .and_then(|v| v.trim_ascii().parse::<u64>().ok())
+        .and_then(|v| whole_number(&v))
         .is_some_and(|n| n > MAX_BODY_BYTES as u64);
     if declared_too_big {
         if let Some(c) = controller {
@@ -180,19 +180,75 @@ fn classify(status: u16, body: Option<&str>, retry_after_ms: Option<u64>) -> Rep
 }
 
 /// `Retry-After`: delta seconds, or an HTTP date (relative to `now_ms`).
-///
-/// Header values are trimmed of ASCII whitespace only (HTTP's whitespace is
-/// ASCII, and `fetch` already strips it): `str::trim` would bring Unicode's
-/// whitespace table into the wasm (0.4 KiB gzip).
 fn parse_retry_after(value: &str, now_ms: f64) -> Option<u64> {
-    let value = value.trim_ascii();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(|s| s.saturating_mul(1000));
+    if let Some(seconds) = whole_number(value) {
+        return Some(seconds.saturating_mul(1000));
     }
+    let value = value.trim_ascii();
     let at = js_sys::Date::parse(value);
     if at.is_finite() {
         Some((at - now_ms).max(0.0) as u64)
     } else {
         None
+    }
+}
+
+/// A header value that is a whole decimal number (`Content-Length`,
+/// `Retry-After` in seconds); `None` for anything else, and past `u64::MAX`.
+///
+/// Header values are trimmed of ASCII whitespace only (HTTP's whitespace is
+/// ASCII, and `fetch` already strips it): `str::trim` would bring Unicode's
+/// whitespace table into the wasm (0.4 KiB gzip), as `str::parse` brings its
+/// own number parser (this loop is a fraction of it).
+fn whole_number(value: &str) -> Option<u64> {
+    let digits = value.trim_ascii().as_bytes();
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    #[wasm_bindgen_test]
+    fn whole_numbers_in_header_values() {
+        assert_eq!(whole_number("0"), Some(0));
+        assert_eq!(whole_number(" 16384\t"), Some(16_384));
+        assert_eq!(whole_number("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            " ",
+            "18446744073709551616",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "12a",
+            "１",
+        ] {
+            assert_eq!(whole_number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after(" 2 ", 0.0), Some(2_000));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:05 GMT", 1_000.0),
+            Some(4_000)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:05 GMT", 9e3),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", 0.0), None);
     }
 }
