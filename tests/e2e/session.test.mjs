@@ -68,6 +68,13 @@ async function proactiveRefreshScenario({ variant, mode }) {
   const active = await signIn(page);
   // Token mode: the widget's own login; code mode: the session comes from the backend's start reply.
   assert.ok(["login", "start"].includes(active.detail.source), `source ${active.detail.source}`);
+  // The helper learns the token's real lifetime from the backend's start reply (the widget alone
+  // believes in accessTokenLifeHours, 1 h): only then is there a refresh to plan.
+  await page.waitForFunction(
+    (lifetimeMs) => window.captureSession.expiresAt <= Date.now() + lifetimeMs + 2000,
+    LIFETIME * 1000,
+    { timeout: 5000 },
+  );
   const first = await storedSession(page);
   assert.ok(first.token, "the widget holds a token after sign-in");
   const firstState = await helperState(page);
