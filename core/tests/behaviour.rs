@@ -212,6 +212,48 @@ fn token_login_believes_a_start_reply_shorter_than_the_widget_expiry() {
 }
 
 #[test]
+fn another_tabs_news_corrects_an_overstated_expiry_and_its_new_token_is_adopted() {
+    // This tab adopted the widget's stored entries: `_Expires` says an hour.
+    let mut w = tab_with_token(config(), "shared", 60 * MIN);
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(T0 + 60 * MIN));
+    // The login tab learnt from the backend that the token lives 40 s.
+    let real = w.now + 40 * SEC;
+    w.input(
+        0,
+        Input::Tab(TabNews::TokenReplaced {
+            token: AccessToken::new("shared"),
+            expires_at: real,
+        }),
+    );
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(real));
+    // A later date for the same token is not believed.
+    w.input(
+        0,
+        Input::Tab(TabNews::TokenReplaced {
+            token: AccessToken::new("shared"),
+            expires_at: real + 60 * MIN,
+        }),
+    );
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(real));
+    // A refreshed token from another tab is adopted even though it expires
+    // before the hour this tab first believed.
+    w.take(0);
+    let next = w.now + 35 * SEC;
+    w.input(
+        0,
+        Input::Tab(TabNews::TokenReplaced {
+            token: AccessToken::new("refreshed"),
+            expires_at: next,
+        }),
+    );
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(next));
+    assert!(w
+        .take(0)
+        .iter()
+        .any(|a| matches!(a, Action::CreateCaptureSession(t) if t.expose() == "refreshed")));
+}
+
+#[test]
 fn token_login_without_any_expiry_uses_the_configured_lifetime() {
     let mut c = config();
     c.start_url = None;

@@ -224,7 +224,10 @@ impl Engine {
             Input::Reply { id, outcome } => self.on_reply(id, outcome, now),
             Input::LockGranted { stored } => self.on_lock_granted(stored, now),
             Input::Tab(TabNews::TokenReplaced { token, expires_at }) => {
-                if !self.is_ended() && self.adoptable(&token, expires_at, now, false) {
+                if self.is_ended() {
+                } else if self.current_token() == Some(&token) {
+                    self.correct_expiry(expires_at, now);
+                } else if self.adoptable(&token, expires_at, now, false) {
                     self.adopt_from_tab(token, expires_at, now);
                 }
             }
@@ -815,17 +818,34 @@ impl Engine {
         if !is_plausible_token(token.expose()) || at <= now {
             return false;
         }
-        let (ours, ours_at, lifetime) = match &self.state {
-            SessionState::Active(s) => (s.token.as_ref(), Some(s.expires_at), s.lifetime_ms),
-            _ => (None, None, self.lifetime_ms()),
+        let (ours, lifetime) = match &self.state {
+            SessionState::Active(s) => (s.token.as_ref(), s.lifetime_ms),
+            _ => (None, self.lifetime_ms()),
         };
-        // Not the same token, and not clearly older than ours (the stored date has
-        // whole seconds, so equal-looking expiries may differ by up to one).
-        if ours == Some(token) || ours_at.is_some_and(|o| ours.is_some() && at + 1000 < o) {
+        // Any other valid token in storage is newer than ours: storage is what
+        // every tab and the widget itself read, and a tab writes a token only
+        // when it got one. Its expiry may still be earlier than ours, since
+        // ours may come from the widget's `_Expires` (`accessTokenLifeHours`).
+        if ours == Some(token) {
             return false;
         }
         let margin = (self.config.refresh_ahead_secs * 1000).min(lifetime / 2);
         !comfortable || at - now > margin
+    }
+
+    /// Another tab stored the token we already hold with an earlier expiry (it
+    /// learnt the backend's lifetime, which the widget's `_Expires` can
+    /// overstate): believe the earlier one. A later one is not believed, so a
+    /// stale write can never stretch a token's life.
+    fn correct_expiry(&mut self, at: Millis, now: Millis) {
+        if let SessionState::Active(s) = &mut self.state {
+            if at > now && at < s.expires_at {
+                let issued = s.expires_at.saturating_sub(s.lifetime_ms);
+                s.lifetime_ms = at.saturating_sub(issued).max(1);
+                s.expires_at = at;
+                s.expiry_assumed = false;
+            }
+        }
     }
 
     fn adopt_from_tab(&mut self, token: AccessToken, at: Millis, now: Millis) {
