@@ -58,15 +58,17 @@
 //! now += 150;
 //! engine.handle(Input::Reply { id, outcome: ReplyOutcome::Success(reply) }, now);
 //! let expires_at = now + 3_600_000;
+//! // The widget gets the token first; our write then replaces the `_Expires`
+//! // the widget derived from `accessTokenLifeHours` with the real expiry.
+//! assert_eq!(
+//!     engine.poll_action(),
+//!     Some(Action::CreateCaptureSession(AccessToken::new("fresh-token")))
+//! );
 //! assert_eq!(
 //!     engine.poll_action(),
 //!     Some(Action::WriteToken { token: AccessToken::new("fresh-token"), expires_at })
 //! );
 //! assert_eq!(engine.poll_action(), Some(Action::BroadcastTokenReplaced { expires_at }));
-//! assert_eq!(
-//!     engine.poll_action(),
-//!     Some(Action::CreateCaptureSession(AccessToken::new("fresh-token")))
-//! );
 //! assert_eq!(engine.poll_action(), Some(Action::ReleaseLock));
 //! assert_eq!(
 //!     engine.poll_action(),

@@ -375,12 +375,14 @@ fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
     assert_eq!(
         actions[..3],
         [
+            // The widget first, then our write with the real expiry, which
+            // replaces the `_Expires` the widget wrote from accessTokenLifeHours.
+            Action::CreateCaptureSession(AccessToken::new(token.clone())),
             Action::WriteToken {
                 token: AccessToken::new(token.clone()),
                 expires_at
             },
             Action::BroadcastTokenReplaced { expires_at },
-            Action::CreateCaptureSession(AccessToken::new(token.clone())),
         ]
     );
     assert!(events(&actions).contains(&Event::Active {
@@ -525,12 +527,12 @@ fn reactive_refresh_then_create_session_then_render_screen() {
     assert_eq!(
         actions[..6],
         [
+            Action::CreateCaptureSession(t.clone()),
             Action::WriteToken {
-                token: t.clone(),
+                token: t,
                 expires_at
             },
             Action::BroadcastTokenReplaced { expires_at },
-            Action::CreateCaptureSession(t),
             Action::ReleaseLock,
             Action::RenderScreen("editProfile".into()),
             Action::Emit(Event::Refreshed {
@@ -701,9 +703,13 @@ fn lock_grant_with_a_fresher_token_in_storage_adopts_it_without_a_request() {
     let actions: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
     assert!(!actions.iter().any(|a| matches!(a, Action::Send { .. })));
     assert_eq!(
-        actions[..3],
+        actions[..4],
         [
             Action::CreateCaptureSession(AccessToken::new("SECRET-newer")),
+            Action::WriteToken {
+                token: AccessToken::new("SECRET-newer"),
+                expires_at: newer_at / 1000 * 1000,
+            },
             Action::ReleaseLock,
             Action::RenderScreen("editProfile".into()),
         ]

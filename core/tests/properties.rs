@@ -6,7 +6,8 @@
 //! 1. never two refresh requests in flight (across tabs; only the lock holder sends);
 //! 2. no token adopted after the session ended without a new login;
 //! 3. a valid token is never cleared by a transient failure (or any non-logout input);
-//! 4. the requests per token lifetime are bounded (`maxAttempts` per trigger).
+//! 4. the requests per token lifetime are bounded (`maxAttempts` per trigger),
+//!    and a login's start requests by `maxAttempts`.
 //!
 //! It also checks that no action or event's `Debug` contains a secret.
 #![allow(clippy::unwrap_used)]
@@ -504,6 +505,50 @@ fn regression_tokenless_start_reply_keeps_the_page_token() {
                 outcome: Outcome::MissingToken,
                 at_once: false,
             },
+        ],
+    });
+}
+
+/// Two tabs, a login while offline, a long sleep, then a throttled start and a
+/// malformed reply in the other tab: the request bound per token still holds.
+#[test]
+fn regression_offline_login_after_sleep_with_a_throttled_start() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Code,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 100,
+            max_ms: 3279,
+            max_attempts: 1,
+        },
+        stored: 2,
+        ops: vec![
+            Op::Online(1, false),
+            Op::Login {
+                tab: 1,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::SessionCreated(1, false),
+            Op::Advance(50590),
+            Op::Sleep(3249410),
+            Op::Online(1, true),
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Throttled(429, 0),
+                at_once: false,
+            },
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Unparsed,
+                at_once: false,
+            },
+            Op::Deliver(0),
         ],
     });
 }

@@ -852,7 +852,10 @@ impl Engine {
         let s = self.adopted_session(token.clone(), at, now, ActiveSource::Tab);
         let expires_at = s.expires_at;
         self.last_token_at = Some(now);
-        self.create_capture_session(token);
+        self.create_capture_session(token.clone());
+        // Put back the expiry the widget's `createCaptureSession` just overwrote
+        // with its own `accessTokenLifeHours` guess (see `store_new_token`).
+        self.push(Action::WriteToken { token, expires_at });
         let refreshing = matches!(
             self.work,
             Some(Work {
@@ -942,16 +945,7 @@ impl Engine {
             expiry_assumed: false,
             refresh_spent: false,
         });
-        self.last_token_at = Some(now);
-        self.recreated = false;
-        self.push(Action::WriteToken {
-            token: token.clone(),
-            expires_at,
-        });
-        if self.config.cross_tab {
-            self.push(Action::BroadcastTokenReplaced { expires_at });
-        }
-        self.create_capture_session(token);
+        self.store_new_token(token, expires_at, now);
         self.release_lock();
         self.render();
         self.emit(Event::Refreshed {
@@ -1036,17 +1030,18 @@ impl Engine {
     }
 
     /// A token that arrived in a start reply: store it, tell the other tabs and the widget.
+    /// Hands a new token to the widget, then stores it with its real expiry and
+    /// tells the other tabs. The order matters: `createCaptureSession` writes
+    /// `_Expires` from `accessTokenLifeHours`, which can outlive the token, so
+    /// our write comes after it and is what other tabs read.
     fn store_new_token(&mut self, token: AccessToken, expires_at: Millis, now: Millis) {
         self.last_token_at = Some(now);
         self.recreated = false;
-        self.push(Action::WriteToken {
-            token: token.clone(),
-            expires_at,
-        });
+        self.create_capture_session(token.clone());
+        self.push(Action::WriteToken { token, expires_at });
         if self.config.cross_tab {
             self.push(Action::BroadcastTokenReplaced { expires_at });
         }
-        self.create_capture_session(token);
     }
 
     fn on_unauthorized(&mut self) {

@@ -47,6 +47,8 @@ pub struct Tab {
     pub epoch_token: Option<String>,
     pub epoch_requests: u32,
     pub epoch_triggers: u32,
+    /// Start requests sent since the last login.
+    pub login_starts: u32,
     /// A login is being handled: an `ended` before it in the same step is allowed.
     pub in_login: bool,
     /// The time of the last input, to tell when the clock went back.
@@ -139,6 +141,7 @@ impl Tab {
             epoch_token: None,
             epoch_requests: 0,
             epoch_triggers: 1,
+            login_starts: 0,
             last_now: T0,
             in_login: false,
         }
@@ -292,6 +295,7 @@ impl World {
             }) => {
                 tab.ended_since_login = false;
                 tab.in_login = true;
+                tab.login_starts = 0;
                 tab.epoch_triggers += 1;
             }
             Input::Widget(
@@ -337,7 +341,8 @@ impl World {
     /// inputs that are not a logout (3), and the request count per token is bounded (4).
     ///
     /// A token's allowance is one proactive refresh cycle, one cycle per reactive
-    /// or manual trigger, and, for a token that came with a login, its start request.
+    /// or manual trigger. A login's start request is bounded separately: at most
+    /// `maxAttempts` per login.
     fn check_after(&mut self, i: usize, must_keep_token: bool, cleared: bool, login: bool) {
         let now = self.now;
         let max_attempts = self.config.retry.max_attempts;
@@ -420,7 +425,20 @@ impl World {
                     if request == Request::End {
                         continue; // fire and forget (keepalive)
                     }
-                    self.tabs[i].epoch_requests += 1;
+                    // A login's start request is bounded per login (its attempts);
+                    // refreshes are bounded per token (`check_after`).
+                    let max_attempts = self.config.retry.max_attempts;
+                    let tab = &mut self.tabs[i];
+                    if matches!(request, Request::Start(_)) {
+                        tab.login_starts += 1;
+                        assert!(
+                            tab.login_starts <= max_attempts,
+                            "tab {i}: {} start requests for one login",
+                            tab.login_starts
+                        );
+                    } else {
+                        tab.epoch_requests += 1;
+                    }
                     let is_refresh = request == Request::Refresh;
                     assert!(
                         !self.in_flight.iter().any(|f| f.tab == i),
