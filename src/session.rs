@@ -258,7 +258,7 @@ impl Session {
 
     fn on_tab_message(&self, message: TabMessage) {
         match message {
-            TabMessage::TokenReplaced => self.adopt_stored_token(),
+            TabMessage::TokenReplaced { expires_at } => self.adopt_stored_token(Some(expires_at)),
             TabMessage::SessionEnded => self.feed(Input::Tab(TabNews::SessionEnded)),
         }
     }
@@ -286,13 +286,16 @@ impl Session {
                 self.feed(Input::Tab(TabNews::SessionEnded));
             }
         } else {
-            self.adopt_stored_token();
+            self.adopt_stored_token(None);
         }
     }
 
     /// Another tab says a new token is in storage: read it and tell the engine
-    /// (once per token).
-    fn adopt_stored_token(&self) {
+    /// (once per token and expiry). `announced` is the expiry another tab's
+    /// message carried; without one (a `storage` event) the stored `_Expires`
+    /// is used. A stale read cannot stretch a token's life: for the token it
+    /// already holds, the engine only ever believes an earlier expiry.
+    fn adopt_stored_token(&self, announced: Option<Millis>) {
         let (stored, failed) = self.read_store();
         if failed {
             self.storage_failed();
@@ -300,7 +303,7 @@ impl Session {
         }
         let (Some(token), Some(expires_at)) = (
             stored.token.filter(|t| is_plausible_token(t)),
-            stored.expires.as_deref().and_then(parse_date),
+            announced.or_else(|| stored.expires.as_deref().and_then(parse_date)),
         ) else {
             return;
         };
@@ -315,9 +318,10 @@ impl Session {
             }
             rt.last_news = Some((token.clone(), expires_at));
         }
-        self.feed(Input::Tab(TabNews::TokenReplaced {
-            token: AccessToken::new(token),
-            expires_at,
+        let token = AccessToken::new(token);
+        self.feed(Input::Tab(match announced {
+            Some(_) => TabNews::TokenAnnounced { token, expires_at },
+            None => TabNews::TokenReplaced { token, expires_at },
         }));
     }
 
@@ -419,7 +423,9 @@ impl Session {
                 let lock = self.rt.read().lock.clone();
                 lock.release();
             }
-            Action::BroadcastTokenReplaced { .. } => self.broadcast(TabMessage::TokenReplaced),
+            Action::BroadcastTokenReplaced { expires_at } => {
+                self.broadcast(TabMessage::TokenReplaced { expires_at })
+            }
             Action::BroadcastSessionEnded => self.broadcast(TabMessage::SessionEnded),
             Action::SettleReady | Action::SettleRefresh(_) => self.settle_only(action),
         }

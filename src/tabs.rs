@@ -23,20 +23,28 @@ use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
 
 use crate::js;
 
-/// A message between tabs.
+/// A message between tabs. On the wire: the new token's expiry as a number
+/// (epoch ms), or the string `"ended"`. Never the token itself: the receiving
+/// tab reads that from storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TabMessage {
-    /// A new token is in storage.
-    TokenReplaced,
+    /// A new token is in storage; it expires at this time. The expiry travels
+    /// with the message because the receiving tab's copy of storage may still
+    /// hold the old `_Expires`, or the one the widget's `createCaptureSession`
+    /// wrote from `accessTokenLifeHours`.
+    TokenReplaced {
+        /// Epoch milliseconds.
+        expires_at: u64,
+    },
     /// The session ended.
     SessionEnded,
 }
 
 impl TabMessage {
-    fn as_str(self) -> &'static str {
+    fn to_js(self) -> wasm_bindgen::JsValue {
         match self {
-            TabMessage::TokenReplaced => "token",
-            TabMessage::SessionEnded => "ended",
+            TabMessage::TokenReplaced { expires_at } => (expires_at as f64).into(),
+            TabMessage::SessionEnded => "ended".into(),
         }
     }
 }
@@ -61,12 +69,16 @@ impl TabLink {
         let channel = BroadcastChannel::new(name).ok();
         let on_message = channel.as_ref().map(|c| {
             EventListener::new(c, "message", move |e| {
-                let data = e
-                    .dyn_ref::<MessageEvent>()
-                    .and_then(|m| m.data().as_string());
-                match data.as_deref() {
-                    Some("token") => on_news(TabMessage::TokenReplaced),
-                    Some("ended") => on_news(TabMessage::SessionEnded),
+                let Some(data) = e.dyn_ref::<MessageEvent>().map(|m| m.data()) else {
+                    return;
+                };
+                match data.as_f64() {
+                    Some(at) if at.is_finite() && at > 0.0 => on_news(TabMessage::TokenReplaced {
+                        expires_at: at as u64,
+                    }),
+                    _ if data.as_string().as_deref() == Some("ended") => {
+                        on_news(TabMessage::SessionEnded)
+                    }
                     _ => {}
                 }
             })
@@ -89,7 +101,7 @@ impl TabLink {
     pub(crate) fn send(&self, message: TabMessage) {
         if let Some(c) = &self.channel {
             // A closed channel throws; nothing to tell then.
-            let _ = c.post_message(&message.as_str().into());
+            let _ = c.post_message(&message.to_js());
         }
     }
 }

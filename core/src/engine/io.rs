@@ -116,6 +116,17 @@ pub enum TabNews {
         /// Its expiry.
         expires_at: Millis,
     },
+    /// Another tab's helper got this token from the backend and announced its
+    /// exact expiry (BroadcastChannel). Unlike [`TabNews::TokenReplaced`],
+    /// whose expiry was read back from storage (and may be stale, or the
+    /// widget's `accessTokenLifeHours` guess), this expiry is believed even
+    /// when it is later than what this tab holds for the same token.
+    TokenAnnounced {
+        /// The token now in storage (read by the receiving tab).
+        token: AccessToken,
+        /// Its expiry, as the announcing tab computed it from `expiresIn`.
+        expires_at: Millis,
+    },
     /// Another tab ended the session.
     SessionEnded,
 }

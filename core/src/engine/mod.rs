@@ -224,12 +224,10 @@ impl Engine {
             Input::Reply { id, outcome } => self.on_reply(id, outcome, now),
             Input::LockGranted { stored } => self.on_lock_granted(stored, now),
             Input::Tab(TabNews::TokenReplaced { token, expires_at }) => {
-                if self.is_ended() {
-                } else if self.current_token() == Some(&token) {
-                    self.correct_expiry(expires_at, now);
-                } else if self.adoptable(&token, expires_at, now, false) {
-                    self.adopt_from_tab(token, expires_at, now);
-                }
+                self.on_tab_token(token, expires_at, false, now)
+            }
+            Input::Tab(TabNews::TokenAnnounced { token, expires_at }) => {
+                self.on_tab_token(token, expires_at, true, now)
             }
             Input::Tab(TabNews::SessionEnded) => {
                 if !self.is_ended() {
@@ -833,13 +831,25 @@ impl Engine {
         !comfortable || at - now > margin
     }
 
-    /// Another tab stored the token we already hold with an earlier expiry (it
-    /// learnt the backend's lifetime, which the widget's `_Expires` can
-    /// overstate): believe the earlier one. A later one is not believed, so a
-    /// stale write can never stretch a token's life.
-    fn correct_expiry(&mut self, at: Millis, now: Millis) {
+    /// News of a token from another tab: adopt a new one, or correct the
+    /// expiry of the one we share.
+    fn on_tab_token(&mut self, token: AccessToken, at: Millis, announced: bool, now: Millis) {
+        if self.is_ended() {
+        } else if self.current_token() == Some(&token) {
+            self.correct_expiry(at, announced, now);
+        } else if self.adoptable(&token, at, now, false) {
+            self.adopt_from_tab(token, at, now);
+        }
+    }
+
+    /// Another tab knows better when the token we share expires. An expiry read
+    /// back from storage is believed only when earlier (it learnt the backend's
+    /// lifetime, which the widget's `_Expires` can overstate; a stale or widget
+    /// write can never stretch a token's life); an `announced` one, computed by
+    /// the tab that got the token from the backend, is believed either way.
+    fn correct_expiry(&mut self, at: Millis, announced: bool, now: Millis) {
         if let SessionState::Active(s) = &mut self.state {
-            if at > now && at < s.expires_at {
+            if at > now && (at < s.expires_at || (announced && at != s.expires_at)) {
                 let issued = s.expires_at.saturating_sub(s.lifetime_ms);
                 s.lifetime_ms = at.saturating_sub(issued).max(1);
                 s.expires_at = at;
@@ -852,10 +862,10 @@ impl Engine {
         let s = self.adopted_session(token.clone(), at, now, ActiveSource::Tab);
         let expires_at = s.expires_at;
         self.last_token_at = Some(now);
-        self.create_capture_session(token.clone());
-        // Put back the expiry the widget's `createCaptureSession` just overwrote
-        // with its own `accessTokenLifeHours` guess (see `store_new_token`).
-        self.push(Action::WriteToken { token, expires_at });
+        // No write back of the expiry: what this tab read may be stale, and
+        // other tabs would believe an early one. Live tabs learn the exact
+        // expiry from the announcing tab's message.
+        self.create_capture_session(token);
         let refreshing = matches!(
             self.work,
             Some(Work {
