@@ -27,7 +27,7 @@ use crate::js;
 use crate::page::{self, PageChange, PageWatch};
 use crate::storage::{parse_date, TokenStore};
 use crate::tabs::{RefreshLock, TabLink, TabMessage};
-use crate::widget::{self, WidgetBinding};
+use crate::widget::{self, HeldStart, WidgetBinding};
 
 /// Where the engine's outward-facing actions go: the JS API layer.
 pub(crate) trait ApiSink {
@@ -66,6 +66,10 @@ struct Runtime {
     last_written: Option<(AccessToken, Millis)>,
     pumping: bool,
     detached: bool,
+    /// `session.ready` settled (the start-up check is done).
+    ready: bool,
+    /// The widget's `start()`, held until `ready` (see [`HeldStart`]).
+    held_start: Option<HeldStart>,
     /// The runtime itself, until `detach()`: an attached helper keeps running
     /// even if the page drops its `CaptureSession` object (which wasm-bindgen
     /// frees on garbage collection).
@@ -108,6 +112,8 @@ impl Session {
             last_written: None,
             pumping: false,
             detached: false,
+            ready: false,
+            held_start: None,
             keep_alive: None,
         }));
         let session = Session { rt };
@@ -135,11 +141,24 @@ impl Session {
     /// Installs the widget hooks, lifecycle listeners and the tab link.
     fn connect(&self, channel_name: &str) {
         let weak = self.weak();
-        let widget = WidgetBinding::attach(move |event| {
-            if let Some(s) = upgrade(&weak) {
-                s.on_widget(event);
-            }
-        });
+        let loaded = self.weak();
+        let widget = WidgetBinding::attach(
+            move |event| {
+                if let Some(s) = upgrade(&weak) {
+                    s.on_widget(event);
+                }
+            },
+            move || {
+                if let Some(s) = upgrade(&loaded) {
+                    // An expired stored session is being refreshed: let the
+                    // widget start once it has the new token.
+                    let mut rt = s.rt.write();
+                    if !rt.ready && !rt.detached {
+                        rt.held_start = HeldStart::hold();
+                    }
+                }
+            },
+        );
         let weak = self.weak();
         let page = PageWatch::start(move |change| {
             if let Some(s) = upgrade(&weak) {
@@ -211,8 +230,10 @@ impl Session {
                 rt.keep_alive.take(),
             )
         };
+        let held = self.rt.write().held_start.take();
         lock.release();
         drop((widget, page, tabs, timer, inflight, keep_alive));
+        drop(held); // never leave the widget unstarted
     }
 
     /// Feeds one input and executes what follows.
@@ -427,7 +448,16 @@ impl Session {
                 self.broadcast(TabMessage::TokenReplaced { expires_at })
             }
             Action::BroadcastSessionEnded => self.broadcast(TabMessage::SessionEnded),
-            Action::SettleReady | Action::SettleRefresh(_) => self.settle_only(action),
+            Action::SettleReady => {
+                let held = {
+                    let mut rt = self.rt.write();
+                    rt.ready = true;
+                    rt.held_start.take()
+                };
+                self.settle_only(action);
+                drop(held); // the widget's own start() runs now, if the page called it
+            }
+            Action::SettleRefresh(_) => self.settle_only(action),
         }
     }
 

@@ -11,7 +11,7 @@
 //! the page set is replaced.
 
 use crate::Shared;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use capture_session_core::engine::WidgetEvent;
@@ -149,10 +149,58 @@ fn object_at(parent: &JsValue, key: &str) -> Option<JsValue> {
     Some(fresh)
 }
 
+/// `janrain.capture.ui.start`, held back while the helper's start-up check (a
+/// refresh of an expired stored session) is under way, so that the widget never
+/// starts on a token the helper is about to replace. Dropping it puts the
+/// widget's own `start` back and calls it if the page asked meanwhile.
+pub(crate) struct HeldStart {
+    ui: JsValue,
+    original: Function,
+    asked: Rc<Cell<bool>>,
+    wrapper: Option<Closure<dyn FnMut()>>,
+}
+
+impl HeldStart {
+    /// Replaces `janrain.capture.ui.start` with a stand-in that only notes the
+    /// call. `None` when there is no `start` function to hold.
+    pub(crate) fn hold() -> Option<HeldStart> {
+        let ui = js::get(&js::get(&janrain(), "capture"), "ui");
+        let original: Function = js::get(&ui, "start").dyn_into().ok()?;
+        let asked = Rc::new(Cell::new(false));
+        let flag = asked.clone();
+        let wrapper = Closure::<dyn FnMut()>::new(move || flag.set(true));
+        js_sys::Reflect::set(&ui, &JsValue::from_str("start"), wrapper.as_ref()).ok()?;
+        Some(HeldStart {
+            ui,
+            original,
+            asked,
+            wrapper: Some(wrapper),
+        })
+    }
+}
+
+impl Drop for HeldStart {
+    fn drop(&mut self) {
+        let _ = js_sys::Reflect::set(&self.ui, &JsValue::from_str("start"), &self.original);
+        if self.asked.get() {
+            let _ = self.original.call0(&self.ui);
+        }
+        // Someone may have kept a reference to the stand-in: keep it callable.
+        if let Some(wrapper) = self.wrapper.take() {
+            wrapper.forget();
+        }
+    }
+}
+
 impl WidgetBinding {
     /// Hooks into the widget now (if loaded) or when it loads. `None` if the
-    /// page holds something unusable where the hook must go.
-    pub(crate) fn attach(sink: impl Fn(WidgetEvent) + 'static) -> Option<WidgetBinding> {
+    /// page holds something unusable where the hook must go. `on_load` runs when
+    /// the widget loads after the helper (before the page's
+    /// `janrainCaptureWidgetOnLoad`, so before `start()`).
+    pub(crate) fn attach(
+        sink: impl Fn(WidgetEvent) + 'static,
+        on_load: impl Fn() + 'static,
+    ) -> Option<WidgetBinding> {
         let sink: Sink = Rc::new(sink);
         let inner = Rc::new(RefCell::new(Inner::default()));
         if let Some(events) = widget_events() {
@@ -187,6 +235,7 @@ impl WidgetBinding {
             if let Some(events) = widget_events() {
                 subscribe(&inner, &events, &sink);
             }
+            on_load();
         });
         hooks.push(hook.as_ref());
         inner.write().hook = Some((hooks, hook));
