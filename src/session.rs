@@ -26,7 +26,7 @@ use crate::backend::{self, InFlight, RequestSettings};
 use crate::js;
 use crate::page::{self, PageChange, PageWatch};
 use crate::storage::{parse_date, TokenStore};
-use crate::tabs::{RefreshLock, TabLink, TabMessage};
+use crate::tabs::{fingerprint, RefreshLock, TabLink, TabMessage};
 use crate::widget::{self, HeldStart, WidgetBinding};
 
 /// Where the engine's outward-facing actions go: the JS API layer.
@@ -62,6 +62,9 @@ struct Runtime {
     /// The last token another tab told us about (BroadcastChannel and
     /// `storage` events often report the same write twice).
     last_news: Option<(String, Millis)>,
+    /// Another tab's announcement whose token this tab's copy of storage did
+    /// not hold yet: `(fingerprint, expiry)`, used when it shows up.
+    announced: Option<(u32, Millis)>,
     /// The last token this tab stored, and its expiry.
     last_written: Option<(AccessToken, Millis)>,
     pumping: bool,
@@ -109,6 +112,7 @@ impl Session {
             timer: None,
             inflight: Vec::new(),
             last_news: None,
+            announced: None,
             last_written: None,
             pumping: false,
             detached: false,
@@ -279,7 +283,13 @@ impl Session {
 
     fn on_tab_message(&self, message: TabMessage) {
         match message {
-            TabMessage::TokenReplaced { expires_at } => self.adopt_stored_token(Some(expires_at)),
+            TabMessage::TokenReplaced {
+                expires_at,
+                fingerprint,
+            } => {
+                self.rt.write().announced = Some((fingerprint, expires_at));
+                self.adopt_stored_token();
+            }
             TabMessage::SessionEnded => self.feed(Input::Tab(TabNews::SessionEnded)),
         }
     }
@@ -307,25 +317,38 @@ impl Session {
                 self.feed(Input::Tab(TabNews::SessionEnded));
             }
         } else {
-            self.adopt_stored_token(None);
+            self.adopt_stored_token();
         }
     }
 
     /// Another tab says a new token is in storage: read it and tell the engine
-    /// (once per token and expiry). `announced` is the expiry another tab's
-    /// message carried; without one (a `storage` event) the stored `_Expires`
-    /// is used. A stale read cannot stretch a token's life: for the token it
-    /// already holds, the engine only ever believes an earlier expiry.
-    fn adopt_stored_token(&self, announced: Option<Millis>) {
+    /// (once per token and expiry). When the stored token is the one another
+    /// tab announced (same fingerprint), the announced expiry is used: this
+    /// tab's copy of storage may pair the new token with an old `_Expires`, or
+    /// may not hold the new token yet (then the announcement waits for it).
+    /// Otherwise the stored `_Expires` is used, and for the token it already
+    /// holds the engine only ever believes an earlier one.
+    fn adopt_stored_token(&self) {
         let (stored, failed) = self.read_store();
         if failed {
             self.storage_failed();
             return;
         }
-        let (Some(token), Some(expires_at)) = (
-            stored.token.filter(|t| is_plausible_token(t)),
-            announced.or_else(|| stored.expires.as_deref().and_then(parse_date)),
-        ) else {
+        let Some(token) = stored.token.filter(|t| is_plausible_token(t)) else {
+            return;
+        };
+        let announced = {
+            let mut rt = self.rt.write();
+            match rt.announced {
+                Some((fp, at)) if fp == fingerprint(&token) => {
+                    rt.announced = None;
+                    Some(at)
+                }
+                _ => None,
+            }
+        };
+        let Some(expires_at) = announced.or_else(|| stored.expires.as_deref().and_then(parse_date))
+        else {
             return;
         };
         {
@@ -445,7 +468,14 @@ impl Session {
                 lock.release();
             }
             Action::BroadcastTokenReplaced { expires_at } => {
-                self.broadcast(TabMessage::TokenReplaced { expires_at })
+                // The engine writes the token just before it announces it.
+                let written = self.rt.read().last_written.clone();
+                if let Some((token, _)) = written {
+                    self.broadcast(TabMessage::TokenReplaced {
+                        expires_at,
+                        fingerprint: fingerprint(token.expose()),
+                    });
+                }
             }
             Action::BroadcastSessionEnded => self.broadcast(TabMessage::SessionEnded),
             Action::SettleReady => {

@@ -23,9 +23,10 @@ use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
 
 use crate::js;
 
-/// A message between tabs. On the wire: the new token's expiry as a number
-/// (epoch ms), or the string `"ended"`. Never the token itself: the receiving
-/// tab reads that from storage.
+/// A message between tabs. On the wire: `[expiresAt, fingerprint]` for a new
+/// token, or the string `"ended"`. Never the token itself: the receiving tab
+/// reads that from storage, and uses the fingerprint to know whether its copy
+/// of storage already holds the announced token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TabMessage {
     /// A new token is in storage; it expires at this time. The expiry travels
@@ -35,15 +36,29 @@ pub(crate) enum TabMessage {
     TokenReplaced {
         /// Epoch milliseconds.
         expires_at: u64,
+        /// [`fingerprint`] of the token.
+        fingerprint: u32,
     },
     /// The session ended.
     SessionEnded,
 }
 
+/// A 32-bit FNV-1a hash of a token: tells two tokens apart without revealing
+/// either (same-origin code that can read the channel can read localStorage,
+/// which holds the token itself, anyway).
+pub(crate) fn fingerprint(token: &str) -> u32 {
+    token.bytes().fold(0x811c_9dc5, |h: u32, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 impl TabMessage {
     fn to_js(self) -> wasm_bindgen::JsValue {
         match self {
-            TabMessage::TokenReplaced { expires_at } => (expires_at as f64).into(),
+            TabMessage::TokenReplaced {
+                expires_at,
+                fingerprint,
+            } => js_sys::Array::of2(&(expires_at as f64).into(), &fingerprint.into()).into(),
             TabMessage::SessionEnded => "ended".into(),
         }
     }
@@ -72,14 +87,20 @@ impl TabLink {
                 let Some(data) = e.dyn_ref::<MessageEvent>().map(|m| m.data()) else {
                     return;
                 };
-                match data.as_f64() {
-                    Some(at) if at.is_finite() && at > 0.0 => on_news(TabMessage::TokenReplaced {
-                        expires_at: at as u64,
-                    }),
-                    _ if data.as_string().as_deref() == Some("ended") => {
-                        on_news(TabMessage::SessionEnded)
+                if data.as_string().as_deref() == Some("ended") {
+                    return on_news(TabMessage::SessionEnded);
+                }
+                if !js_sys::Array::is_array(&data) {
+                    return;
+                }
+                let data: js_sys::Array = data.unchecked_into();
+                if let (Some(at), Some(fp)) = (data.get(0).as_f64(), data.get(1).as_f64()) {
+                    if at.is_finite() && at > 0.0 {
+                        on_news(TabMessage::TokenReplaced {
+                            expires_at: at as u64,
+                            fingerprint: fp as u32,
+                        });
                     }
-                    _ => {}
                 }
             })
         });
