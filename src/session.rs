@@ -71,8 +71,10 @@ struct Runtime {
     detached: bool,
     /// `session.ready` settled (the start-up check is done).
     ready: bool,
-    /// The widget's `start()`, held until `ready` (see [`HeldStart`]).
+    /// The widget's `start()`, held until `ready` (see [`HeldStart`]), and the
+    /// timer that lets it go anyway should `ready` take too long.
     held_start: Option<HeldStart>,
+    held_timer: Option<Timeout>,
     /// The runtime itself, until `detach()`: an attached helper keeps running
     /// even if the page drops its `CaptureSession` object (which wasm-bindgen
     /// frees on garbage collection).
@@ -118,6 +120,7 @@ impl Session {
             detached: false,
             ready: false,
             held_start: None,
+            held_timer: None,
             keep_alive: None,
         }));
         let session = Session { rt };
@@ -155,10 +158,24 @@ impl Session {
             move || {
                 if let Some(s) = upgrade(&loaded) {
                     // An expired stored session is being refreshed: let the
-                    // widget start once it has the new token.
+                    // widget start once it has the new token, or after one
+                    // request timeout (and a margin) whatever happens.
                     let mut rt = s.rt.write();
                     if !rt.ready && !rt.detached {
                         rt.held_start = HeldStart::hold();
+                        if rt.held_start.is_some() {
+                            let ms = rt.config.request_timeout_ms.saturating_add(2000);
+                            let weak = s.weak();
+                            rt.held_timer = Some(Timeout::new(
+                                u32::try_from(ms).unwrap_or(u32::MAX),
+                                move || {
+                                    if let Some(s) = upgrade(&weak) {
+                                        let held = s.rt.write().held_start.take();
+                                        drop(held);
+                                    }
+                                },
+                            ));
+                        }
                     }
                 }
             },
@@ -234,7 +251,10 @@ impl Session {
                 rt.keep_alive.take(),
             )
         };
-        let held = self.rt.write().held_start.take();
+        let held = {
+            let mut rt = self.rt.write();
+            (rt.held_start.take(), rt.held_timer.take())
+        };
         lock.release();
         drop((widget, page, tabs, timer, inflight, keep_alive));
         drop(held); // never leave the widget unstarted
@@ -482,7 +502,7 @@ impl Session {
                 let held = {
                     let mut rt = self.rt.write();
                     rt.ready = true;
-                    rt.held_start.take()
+                    (rt.held_start.take(), rt.held_timer.take())
                 };
                 self.settle_only(action);
                 drop(held); // the widget's own start() runs now, if the page called it
