@@ -399,6 +399,25 @@ fn bearer_or_param(headers: &HeaderMap, p: &Params) -> Option<String> {
         })
 }
 
+/// The form of an access-token call and the uuid its token belongs to (the
+/// token from `Authorization: Bearer` or the `access_token` field).
+fn token_user(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    form: Result<Form<Params>, FormRejection>,
+) -> Result<(Params, String), Response> {
+    let p = params(form)?;
+    let Some(token) = bearer_or_param(headers, &p) else {
+        return Err(capture_error(
+            StatusCode::OK,
+            100,
+            "missing required argument: access_token",
+        ));
+    };
+    let uuid = check_token(sim, &token)?;
+    Ok((p, uuid))
+}
+
 /// `POST /entity`: the record of the token's user.
 pub async fn entity(
     State(sim): State<Simulator>,
@@ -406,19 +425,8 @@ pub async fn entity(
     form: Result<Form<Params>, FormRejection>,
 ) -> Response {
     bump(&sim.inner.stats.entity);
-    let p = match params(form) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let Some(token) = bearer_or_param(&headers, &p) else {
-        return capture_error(
-            StatusCode::OK,
-            100,
-            "missing required argument: access_token",
-        );
-    };
-    let uuid = match check_token(&sim, &token) {
-        Ok(u) => u,
+    let (p, uuid) = match token_user(&sim, &headers, form) {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let wanted: Option<Vec<String>> = match p.get("attributes") {
@@ -463,19 +471,8 @@ pub async fn entity_update(
     form: Result<Form<Params>, FormRejection>,
 ) -> Response {
     bump(&sim.inner.stats.entity_update);
-    let p = match params(form) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let Some(token) = bearer_or_param(&headers, &p) else {
-        return capture_error(
-            StatusCode::OK,
-            100,
-            "missing required argument: access_token",
-        );
-    };
-    let uuid = match check_token(&sim, &token) {
-        Ok(u) => u,
+    let (p, uuid) = match token_user(&sim, &headers, form) {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let Some(raw) = p.get("value").or_else(|| p.get("attributes")) else {
