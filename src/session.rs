@@ -18,7 +18,7 @@ use capture_session_core::engine::{
     Action, ApiCall, ApiError, Engine, Event, Input, Millis, PublicState, Request, RequestId,
     StoredEntries, TabNews, WidgetEvent,
 };
-use capture_session_core::token::is_plausible_token;
+use capture_session_core::token::{fingerprint, is_plausible_token};
 use capture_session_core::AccessToken;
 use gloo_timers::callback::Timeout;
 
@@ -26,7 +26,7 @@ use crate::backend::{self, InFlight, RequestSettings};
 use crate::js;
 use crate::page::{self, PageChange, PageWatch};
 use crate::storage::{parse_date, TokenStore};
-use crate::tabs::{fingerprint, RefreshLock, TabLink, TabMessage};
+use crate::tabs::{RefreshLock, TabLink, TabMessage};
 use crate::widget::{self, HeldStart, WidgetBinding};
 
 /// Where the engine's outward-facing actions go: the JS API layer.
@@ -486,6 +486,10 @@ impl Session {
             Action::ReleaseLock => {
                 let lock = self.rt.read().lock.clone();
                 lock.release();
+            }
+            Action::KeepLock => {
+                let lock = self.rt.read().lock.clone();
+                lock.keep();
             }
             Action::BroadcastTokenReplaced { expires_at } => {
                 // The engine writes the token just before it announces it.

@@ -4,7 +4,9 @@
 //!
 //! - [Web Locks](https://developer.mozilla.org/en-US/docs/Web/API/Web_Locks_API):
 //!   the lock is held by keeping the promise returned from the
-//!   `navigator.locks.request` callback pending until the engine releases it.
+//!   `navigator.locks.request` callback pending until the engine releases it,
+//!   or, after a refresh that replaced the token, [`KEEP_LOCK_MS`] longer
+//!   (see `Action::KeepLock`).
 //!   Without `navigator.locks` (old browsers, some embedded views) the lock is
 //!   granted in this tab at once: tabs may then refresh concurrently, which the
 //!   backend tolerates (a refresh mints a token, it consumes nothing).
@@ -22,6 +24,8 @@ use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
 
 use crate::js;
+use capture_session_core::engine::KEEP_LOCK_MS;
+use gloo_timers::callback::Timeout;
 
 /// A message between tabs. On the wire: `[expiresAt, fingerprint]` for a new
 /// token, or the string `"ended"`. Never the token itself: the receiving tab
@@ -36,20 +40,11 @@ pub(crate) enum TabMessage {
     TokenReplaced {
         /// Epoch milliseconds.
         expires_at: u64,
-        /// [`fingerprint`] of the token.
+        /// [`fingerprint`](capture_session_core::fingerprint) of the token.
         fingerprint: u32,
     },
     /// The session ended.
     SessionEnded,
-}
-
-/// A 32-bit FNV-1a hash of a token: tells two tokens apart without revealing
-/// either (same-origin code that can read the channel can read localStorage,
-/// which holds the token itself, anyway).
-pub(crate) fn fingerprint(token: &str) -> u32 {
-    token.bytes().fold(0x811c_9dc5, |h: u32, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 impl TabMessage {
@@ -145,6 +140,12 @@ enum LockState {
     Waiting { granted: Option<Box<dyn FnOnce()>> },
     /// Held; calling `release` (if the browser gave one) lets it go.
     Held { release: Option<Function> },
+    /// Held after a refresh, until the timer lets it go (or this tab asks
+    /// for it again: then it is simply held again).
+    Kept {
+        release: Option<Function>,
+        _timer: Timeout,
+    },
 }
 
 /// The cross-tab refresh lock of one helper. Releases it on drop.
@@ -168,11 +169,21 @@ impl RefreshLock {
     pub(crate) fn acquire(&self, granted: impl FnOnce() + 'static) {
         let waiting = {
             let mut state = self.state.write();
-            match &mut *state {
-                LockState::Held { .. } => return,
-                LockState::Waiting { granted: slot } => {
-                    *slot = Some(Box::new(granted));
+            match std::mem::take(&mut *state) {
+                held @ LockState::Held { .. } => {
+                    *state = held;
                     return;
+                }
+                LockState::Waiting { .. } => {
+                    *state = LockState::Waiting {
+                        granted: Some(Box::new(granted)),
+                    };
+                    return;
+                }
+                LockState::Kept { release, .. } => {
+                    *state = LockState::Held { release };
+                    drop(state);
+                    return granted();
                 }
                 LockState::Idle => {}
             }
@@ -195,10 +206,44 @@ impl RefreshLock {
         let previous = std::mem::take(&mut *self.state.write());
         if let LockState::Held {
             release: Some(release),
+        }
+        | LockState::Kept {
+            release: Some(release),
+            ..
         } = previous
         {
             js::call(&release);
         }
+    }
+
+    /// Holds the lock [`KEEP_LOCK_MS`] longer, then lets it go.
+    pub(crate) fn keep(&self) {
+        let mut state = self.state.write();
+        let LockState::Held { release } = std::mem::take(&mut *state) else {
+            return;
+        };
+        let weak = Rc::downgrade(&self.state);
+        let timer = js::timeout(
+            KEEP_LOCK_MS as u32,
+            Box::new(move || {
+                let Some(state) = weak.upgrade() else { return };
+                let kept = matches!(*state.read(), LockState::Kept { .. });
+                if kept {
+                    let previous = std::mem::take(&mut *state.write());
+                    if let LockState::Kept {
+                        release: Some(release),
+                        ..
+                    } = previous
+                    {
+                        js::call(&release);
+                    }
+                }
+            }),
+        );
+        *state = LockState::Kept {
+            release,
+            _timer: timer,
+        };
     }
 }
 

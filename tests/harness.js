@@ -90,6 +90,12 @@ export function hideLocks() {
   Object.defineProperty(navigator, "locks", { configurable: true, value: undefined });
 }
 
+/** The names of the Web Locks this origin holds now. */
+export async function heldLocks() {
+  const { held } = await navigator.locks.query();
+  return held.map((lock) => lock.name).sort();
+}
+
 function restoreLocks() {
   delete navigator.locks;
 }

@@ -43,6 +43,8 @@ extern "C" {
     fn live_handles() -> String;
     #[wasm_bindgen(js_name = hideLocks)]
     fn hide_locks();
+    #[wasm_bindgen(js_name = heldLocks)]
+    fn held_locks() -> js_sys::Promise;
     #[wasm_bindgen(js_name = storageEventFromOtherTab)]
     fn storage_event_from_other_tab(key: &str, value: Option<String>);
     fn connectivity(online: bool);
@@ -882,6 +884,58 @@ async fn two_helpers_share_one_refresh_through_the_lock() {
     assert!((a.expires_at().unwrap() - b.expires_at().unwrap()).abs() < 1_000.0);
     a.detach();
     b.detach();
+}
+
+async fn locks_held() -> Vec<String> {
+    let names = JsFuture::from(held_locks()).await.expect("locks.query");
+    Array::from(&names)
+        .iter()
+        .filter_map(|n| n.as_string())
+        .collect()
+}
+
+/// Locks are let go asynchronously (the promise holding one settles first).
+async fn wait_for_no_locks() {
+    for _ in 0..50 {
+        if locks_held().await.is_empty() {
+            return;
+        }
+        pause(20).await;
+    }
+    panic!("locks still held: {:?}", locks_held().await);
+}
+
+/// After a refresh that replaced the token, the lock stays held a while (a
+/// tab queued for it must first see the new token); detach lets it go.
+#[wasm_bindgen_test]
+async fn a_refresh_keeps_the_lock_until_detach() {
+    reset();
+    store_token("tok-old", 3_600_000.0);
+    route(REFRESH, &token_reply("tok-new", 3600));
+    let s = attach("");
+    settle(s.ready()).await.expect("ready");
+    assert_eq!(locks_held().await, Vec::<String>::new());
+    settle(s.refresh()).await.expect("refreshed");
+    assert_eq!(locks_held().await, ["capture-session:janrainCaptureToken"]);
+    s.detach();
+    wait_for_no_locks().await;
+}
+
+/// A refresh that failed keeps no lock: the next tab may try at once.
+#[wasm_bindgen_test]
+async fn a_failed_refresh_keeps_no_lock() {
+    reset();
+    store_token("tok-old", 3_600_000.0);
+    route(
+        REFRESH,
+        r#"[{"status": 502, "body": {"error": "upstream_error", "message": "x"}}]"#,
+    );
+    let s = attach(r#""retry": {"baseMs": 100, "maxMs": 200, "maxAttempts": 1}"#);
+    settle(s.ready()).await.expect("ready");
+    assert!(settle(s.refresh()).await.is_err(), "the refresh failed");
+    wait_for_no_locks().await;
+    assert_eq!(stored("janrainCaptureToken").as_deref(), Some("tok-old"));
+    s.detach();
 }
 
 #[wasm_bindgen_test]

@@ -69,7 +69,9 @@
 //!     Some(Action::WriteToken { token: AccessToken::new("fresh-token"), expires_at })
 //! );
 //! assert_eq!(engine.poll_action(), Some(Action::BroadcastTokenReplaced { expires_at }));
-//! assert_eq!(engine.poll_action(), Some(Action::ReleaseLock));
+//! // The old token is replaced: keep the lock a while, so that a tab queued
+//! // behind us sees the new token before it could refresh the old one again.
+//! assert_eq!(engine.poll_action(), Some(Action::KeepLock));
 //! assert_eq!(
 //!     engine.poll_action(),
 //!     Some(Action::Emit(Event::Refreshed { expires_at, trigger: RefreshTrigger::Proactive }))
@@ -91,4 +93,4 @@ pub mod wire;
 pub use config::{Config, ConfigError, ConfigProblem, RawConfig, RetryPolicy};
 pub use engine::Engine;
 pub use httpdate::{format_http_date, parse_http_date};
-pub use token::{AccessToken, AuthorizationCode, RefreshToken};
+pub use token::{fingerprint, AccessToken, AuthorizationCode, RefreshToken};

@@ -76,6 +76,16 @@ pub fn is_plausible_token(raw: &str) -> bool {
     !raw.is_empty() && raw.len() <= MAX_TOKEN_BYTES && raw.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// A 32-bit FNV-1a hash of a token: tells two tokens apart without revealing
+/// either. Tabs use it to name the token a message or a lock is about
+/// (same-origin code that could read those can read localStorage, which holds
+/// the token itself, anyway).
+pub fn fingerprint(token: &str) -> u32 {
+    token.bytes().fold(0x811c_9dc5, |h: u32, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +97,14 @@ mod tests {
         assert_eq!(format!("{t}"), "<redacted>");
         assert!(!format!("{:?}", Some(t.clone())).contains("s3cr3t"));
         assert_eq!(t.expose(), "s3cr3t-token-value");
+    }
+
+    #[test]
+    fn fingerprints_are_fnv1a() {
+        // The FNV-1a test vectors.
+        assert_eq!(fingerprint(""), 0x811c_9dc5);
+        assert_eq!(fingerprint("a"), 0xe40c_292c);
+        assert_eq!(fingerprint("foobar"), 0xbf9c_f968);
     }
 
     #[test]

@@ -544,7 +544,7 @@ fn reactive_refresh_then_create_session_then_render_screen() {
                 expires_at
             },
             Action::BroadcastTokenReplaced { expires_at },
-            Action::ReleaseLock,
+            Action::KeepLock,
             Action::RenderScreen("editProfile".into()),
             Action::Emit(Event::Refreshed {
                 expires_at,
@@ -675,7 +675,11 @@ fn across_tabs_only_the_lock_holder_sends_and_the_others_adopt() {
     }
     assert_eq!(w.refreshes_sent(), 1);
     assert_eq!(w.max_refreshes_in_flight, 1);
+    // The sender keeps the lock a while, then lets it go.
+    assert_eq!(w.lock_holder, Some(sender));
+    w.advance(KEEP_LOCK_MS);
     assert_eq!(w.lock_holder, None);
+    assert_eq!(w.refreshes_sent(), 1);
     // And the next round again costs one request.
     w.advance(55 * MIN);
     assert_eq!(w.refreshes_sent(), 2);
@@ -725,8 +729,50 @@ fn lock_grant_with_a_fresher_token_in_storage_adopts_it_without_a_request() {
     assert_eq!(e.expires_at(), Some(newer_at / 1000 * 1000));
 }
 
+/// Two tabs' refresh timers fire together; one refreshes. The lock grant for
+/// the other and the new token in its copy of storage travel separately, so
+/// the refreshing tab keeps the lock until the other has seen the new token.
 #[test]
-fn a_tab_granted_the_lock_before_the_news_arrives_adopts_from_storage() {
+fn a_tab_queued_for_the_lock_is_not_granted_it_before_it_sees_the_new_token() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-shared", T0 + 60 * MIN);
+    w.start_all();
+    w.advance(55 * MIN);
+    let sender = w.in_flight[0].tab;
+    let other = 1 - sender;
+    assert_eq!(w.lock_queue, [other], "the other tab waits for the lock");
+    let fresh = w.mint("srv");
+    let f = w.take_request(sender).expect("refresh in flight");
+    w.handle(
+        sender,
+        Input::Reply {
+            id: f.id,
+            outcome: ok(&fresh, 3600),
+        },
+    );
+    assert!(w.tabs[sender].actions.contains(&Action::KeepLock));
+    assert!(
+        !w.tabs[other]
+            .inbox
+            .iter()
+            .any(|m| matches!(m, Msg::LockGranted)),
+        "no grant while the other tab's storage may still hold the old token"
+    );
+    assert_eq!(w.view(other).token.as_deref(), Some("SECRET-shared"));
+    w.settle();
+    assert_eq!(w.tabs[other].token(), Some(fresh.clone()));
+    w.advance(KEEP_LOCK_MS);
+    assert_eq!(
+        w.lock_holder, None,
+        "the kept lock went; the late grant was let go"
+    );
+    assert_eq!(w.refreshes_sent(), 1);
+}
+
+/// A tab that missed the news is granted the lock once the refreshing tab lets
+/// it go, finds the new token in storage and takes it instead of refreshing.
+#[test]
+fn a_tab_granted_the_lock_after_missing_the_news_adopts_from_storage() {
     let mut w = World::new(config(), 2);
     w.store("SECRET-shared", T0 + 60 * MIN);
     w.start_all();
@@ -742,14 +788,47 @@ fn a_tab_granted_the_lock_before_the_news_arrives_adopts_from_storage() {
             outcome: ok(&fresh, 3600),
         },
     );
-    // The other tab's inbox: the news, then the lock grant. Let the grant overtake.
-    assert!(matches!(w.tabs[other].inbox.back(), Some(Msg::LockGranted)));
-    w.deliver_nth(other, 1);
-    assert_eq!(w.tabs[other].token(), Some(fresh.clone()));
-    assert_eq!(w.lock_holder, None, "released without a request");
+    // The broadcast is lost; only the storage writes arrive.
+    w.tabs[other].inbox.retain(|m| !matches!(m, Msg::TokenNews));
     w.settle();
-    assert_eq!(w.refreshes_sent(), 1);
+    assert_eq!(w.tabs[other].token().as_deref(), Some("SECRET-shared"));
+    w.advance(KEEP_LOCK_MS);
     assert_eq!(w.tabs[other].token(), Some(fresh));
+    assert_eq!(w.lock_holder, None, "released without a request");
+    assert_eq!(w.refreshes_sent(), 1);
+}
+
+/// A failed refresh lets the lock go at once: the next tab tries.
+#[test]
+fn a_failed_refresh_hands_the_lock_to_the_next_tab() {
+    let mut w = World::new(config(), 2);
+    w.store("SECRET-shared", T0 + 60 * MIN);
+    w.start_all();
+    w.advance(55 * MIN);
+    let sender = w.in_flight[0].tab;
+    let other = 1 - sender;
+    w.respond(sender, status(500));
+    assert!(!w.tabs[sender].actions.contains(&Action::KeepLock));
+    assert!(
+        w.pending(other).is_some(),
+        "the other tab got the lock and sent its refresh"
+    );
+    assert_eq!(w.refreshes_sent(), 2);
+}
+
+/// The tab that keeps the lock and is asked for another refresh has the lock
+/// at once.
+#[test]
+fn the_tab_keeping_the_lock_refreshes_again_without_waiting() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    w.input(0, Input::Api(ApiCall::Refresh));
+    let fresh = w.mint("srv");
+    w.respond(0, ok(&fresh, 3600));
+    assert_eq!(w.kept_until, Some(w.now + KEEP_LOCK_MS));
+    w.input(0, Input::Api(ApiCall::Refresh));
+    assert!(w.pending(0).is_some(), "sent at once");
+    assert_eq!(w.kept_until, None);
+    assert_eq!(w.refreshes_sent(), 2);
 }
 
 #[test]

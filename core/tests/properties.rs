@@ -7,7 +7,10 @@
 //! 2. no token adopted after the session ended without a new login;
 //! 3. a valid token is never cleared by a transient failure (or any non-logout input);
 //! 4. the requests per token lifetime are bounded (`maxAttempts` per trigger),
-//!    and a login's start requests by `maxAttempts`.
+//!    and a login's start requests by `maxAttempts`;
+//! 5. no tab refreshes a token another tab has already replaced (each tab
+//!    reads its own copy of storage, and lock grants may overtake the writes
+//!    that copy has yet to learn of).
 //!
 //! It also checks that no action or event's `Debug` contains a secret.
 #![allow(clippy::unwrap_used)]
@@ -55,6 +58,8 @@ enum Reactive {
 enum Op {
     Deliver(usize),
     DeliverOutOfOrder(usize, usize),
+    /// The tab's lock grant overtakes everything else queued for it.
+    DeliverLockGrant(usize),
     DeliverAll,
     Advance(u64),
     Sleep(u64),
@@ -113,6 +118,7 @@ fn op(tabs: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         10 => tab.clone().prop_map(Op::Deliver),
         3 => (tab.clone(), 1usize..4).prop_map(|(t, n)| Op::DeliverOutOfOrder(t, n)),
+        2 => tab.clone().prop_map(Op::DeliverLockGrant),
         3 => Just(Op::DeliverAll),
         4 => prop_oneof![0u64..5_000, 0u64..600_000, 0u64..7_200_000].prop_map(Op::Advance),
         1 => (0u64..7_200_000).prop_map(Op::Sleep),
@@ -255,15 +261,17 @@ fn run(s: &Scenario) {
             Op::DeliverOutOfOrder(i, n) => {
                 w.deliver_nth(i, n);
             }
+            Op::DeliverLockGrant(i) => w.deliver_lock_grant(i),
             Op::DeliverAll => w.settle(),
             Op::Advance(ms) => {
                 // Timers fire on time; messages already queued stay queued.
                 let target = w.now + ms;
                 for round in 0.. {
                     assert!(round < 10_000, "timers keep firing at {}", w.now);
-                    match w.next_deadline() {
+                    match w.next_timer() {
                         Some(d) if d <= target => {
                             w.now = w.now.max(d);
+                            w.expire_kept_lock();
                             for i in 0..w.tabs.len() {
                                 if w.tabs[i].engine.poll_timeout().is_some_and(|d| d <= w.now) {
                                     w.fire(i);

@@ -942,6 +942,7 @@ impl Engine {
         let Some(token) = reply.access_token else {
             return;
         };
+        let replaced = self.current_token() != Some(&token);
         let lifetime_ms = reply.expires_in * 1000;
         let expires_at = now + lifetime_ms;
         self.state = SessionState::Active(ActiveSession {
@@ -956,7 +957,14 @@ impl Engine {
             refresh_spent: false,
         });
         self.store_new_token(token, expires_at, now);
-        self.release_lock();
+        if replaced && self.lock == LockState::Held {
+            // Tabs queued behind us for the old token get the lock only once
+            // they had time to see the new one.
+            self.lock = LockState::Free;
+            self.push(Action::KeepLock);
+        } else {
+            self.release_lock();
+        }
         self.render();
         self.emit(Event::Refreshed {
             expires_at,

@@ -1,15 +1,18 @@
 //! A simulated browser for the engine, in the spirit of quinn's test `Pair`:
 //! several tabs of one origin sharing localStorage, a Web Lock and a
 //! BroadcastChannel, a virtual clock, and a backend whose replies the test
-//! scripts. The world executes every action the engines emit and checks, as it
+//! scripts. As in Chromium, each tab reads its own copy of localStorage, which
+//! learns other tabs' writes by messages that lock grants may overtake. The world executes every action the engines emit and checks, as it
 //! goes, the invariants that must hold in every interleaving.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use capture_session_core::engine::*;
 use capture_session_core::wire::{JsonScalar, RawTokenReply};
-use capture_session_core::{format_http_date, parse_http_date, AccessToken, Config, Engine};
+use capture_session_core::{
+    fingerprint, format_http_date, parse_http_date, AccessToken, Config, Engine,
+};
 
 /// The virtual clock starts here (2023-11-14).
 pub const T0: Millis = 1_700_000_000_000;
@@ -21,10 +24,14 @@ pub const SECRET: &str = "SECRET";
 pub enum Msg {
     /// An input as is.
     Input(Input),
-    /// The lock was granted; storage is read at delivery time.
+    /// The lock was granted; the tab's copy of storage is read at delivery time.
     LockGranted,
-    /// Another tab broadcast a token replacement; storage is read at delivery time.
+    /// Another tab broadcast a token replacement; storage is read at delivery
+    /// time, once the tab's copy has caught up (the browser layer waits for
+    /// the announced token to show up in storage).
     TokenNews,
+    /// Another tab's storage write reaches this tab's copy of storage.
+    StorageSync,
 }
 
 /// One browser tab: an engine plus what the page around it saw.
@@ -53,6 +60,12 @@ pub struct Tab {
     pub in_login: bool,
     /// The time of the last input, to tell when the clock went back.
     pub last_now: Millis,
+    /// Storage states this tab's copy has still to go through, oldest first;
+    /// empty when its copy is up to date.
+    pub lagging: VecDeque<StoredEntries>,
+    /// The token (fingerprint) the refresh this tab has in flight replaces:
+    /// what its copy of storage held when it sent it.
+    pub replacing: Option<u32>,
 }
 
 /// A backend request in flight.
@@ -73,6 +86,11 @@ pub struct World {
     pub storage: StoredEntries,
     pub lock_holder: Option<usize>,
     pub lock_queue: VecDeque<usize>,
+    /// The lock is kept (`Action::KeepLock`) by its holder until then.
+    pub kept_until: Option<Millis>,
+    /// When each token (fingerprint) was replaced by a refresh: invariant 5,
+    /// no tab refreshes it again while the lock is kept.
+    pub replaced: BTreeMap<u32, Millis>,
     pub in_flight: Vec<InFlight>,
     /// Every request ever sent: (tab, request, time).
     pub sent: Vec<(usize, Request, Millis)>,
@@ -144,6 +162,8 @@ impl Tab {
             login_starts: 0,
             last_now: T0,
             in_login: false,
+            lagging: VecDeque::new(),
+            replacing: None,
         }
     }
 
@@ -177,6 +197,8 @@ impl World {
             storage: StoredEntries::default(),
             lock_holder: None,
             lock_queue: VecDeque::new(),
+            kept_until: None,
+            replaced: BTreeMap::new(),
             in_flight: Vec::new(),
             sent: Vec::new(),
             widget_echoes_session_created: true,
@@ -186,12 +208,60 @@ impl World {
         }
     }
 
-    /// Stores a token the way the widget does.
+    /// Stores a token the way the widget does (every tab sees it at once).
     pub fn store(&mut self, token: &str, expires_at: Millis) {
         self.storage = StoredEntries {
             token: Some(token.into()),
             expires: Some(format_http_date(expires_at)),
         };
+    }
+
+    /// Tab `i` writes storage: its own copy changes now, the other tabs' copies
+    /// when a `StorageSync` message reaches them.
+    fn write_storage(&mut self, i: usize, entries: StoredEntries) {
+        let old = std::mem::replace(&mut self.storage, entries);
+        for j in 0..self.tabs.len() {
+            if j == i {
+                self.tabs[j].lagging.clear();
+            } else {
+                self.tabs[j].lagging.push_back(old.clone());
+                self.tabs[j].inbox.push_back(Msg::StorageSync);
+            }
+        }
+    }
+
+    /// What tab `i`'s copy of storage holds.
+    pub fn view(&self, i: usize) -> StoredEntries {
+        self.tabs[i]
+            .lagging
+            .front()
+            .unwrap_or(&self.storage)
+            .clone()
+    }
+
+    /// The lock is free: the next in the queue gets it.
+    fn pass_lock(&mut self) {
+        self.kept_until = None;
+        self.lock_holder = self.lock_queue.pop_front();
+        if let Some(next) = self.lock_holder {
+            self.tabs[next].inbox.push_back(Msg::LockGranted);
+        }
+    }
+
+    /// Lets go of the kept lock when its time is up.
+    pub fn expire_kept_lock(&mut self) {
+        if self.kept_until.is_some_and(|until| until <= self.now) {
+            self.pass_lock();
+        }
+    }
+
+    /// Delivers tab `i`'s lock grant ahead of its other messages (storage
+    /// writes from other tabs among them).
+    pub fn deliver_lock_grant(&mut self, i: usize) {
+        let inbox = &self.tabs[i].inbox;
+        if let Some(n) = inbox.iter().position(|m| matches!(m, Msg::LockGranted)) {
+            self.deliver_nth(i, n);
+        }
     }
 
     /// Starts every tab with what storage holds, and settles.
@@ -248,10 +318,15 @@ impl World {
         };
         let input = match msg {
             Msg::Input(input) => input,
+            Msg::StorageSync => {
+                self.tabs[i].lagging.pop_front();
+                return true;
+            }
             Msg::LockGranted => Input::LockGranted {
-                stored: self.storage.clone(),
+                stored: self.view(i),
             },
             Msg::TokenNews => {
+                self.tabs[i].lagging.clear();
                 let (Some(token), Some(at)) = (
                     self.storage.token.clone(),
                     self.storage.expires.as_deref().and_then(parse_http_date),
@@ -411,14 +486,23 @@ impl World {
             self.tabs[i].fresh.push(action.clone());
             match action {
                 Action::WriteToken { token, expires_at } => {
-                    self.storage = StoredEntries {
+                    // A refresh under the lock replaced the token it was for.
+                    if self.lock_holder == Some(i) {
+                        if let Some(old) = self.tabs[i].replacing.take() {
+                            if fingerprint(token.expose()) != old {
+                                self.replaced.insert(old, self.now);
+                            }
+                        }
+                    }
+                    let entries = StoredEntries {
                         token: Some(token.expose().into()),
                         expires: Some(format_http_date(expires_at)),
                     };
+                    self.write_storage(i, entries);
                 }
                 Action::ClearToken => {
                     cleared = true;
-                    self.storage = StoredEntries::default();
+                    self.write_storage(i, StoredEntries::default());
                 }
                 Action::Send { id, request } => {
                     self.sent.push((i, request.clone(), self.now));
@@ -464,6 +548,16 @@ impl World {
                                 Some(i),
                                 "tab {i} refreshed without holding the lock"
                             );
+                            let old = fingerprint(self.view(i).token.as_deref().unwrap_or(""));
+                            // (Judged on a clock that did not go back since.)
+                            if let Some(&at) = self.replaced.get(&old) {
+                                let ago = self.now.saturating_sub(at);
+                                assert!(
+                                    self.now < at || ago >= KEEP_LOCK_MS,
+                                    "tab {i} refreshed a token another tab replaced {ago} ms ago"
+                                );
+                            }
+                            self.tabs[i].replacing = Some(old);
                         }
                     }
                 }
@@ -472,7 +566,11 @@ impl World {
                     let t = token.expose().to_string();
                     self.tabs[i].widget_token = Some(t.clone());
                     // The widget stores the token with its own idea of the expiry.
-                    self.store(&t, self.now + self.widget_lifetime_ms);
+                    let entries = StoredEntries {
+                        token: Some(t.clone()),
+                        expires: Some(format_http_date(self.now + self.widget_lifetime_ms)),
+                    };
+                    self.write_storage(i, entries);
                     if self.widget_echoes_session_created {
                         echoes.push(Input::Widget(WidgetEvent::SessionCreated {
                             access_token: Some(token),
@@ -481,7 +579,7 @@ impl World {
                 }
                 Action::EndCaptureSession => {
                     self.tabs[i].widget_token = None;
-                    self.storage = StoredEntries::default();
+                    self.write_storage(i, StoredEntries::default());
                     echoes.push(Input::Widget(WidgetEvent::SessionEnded));
                 }
                 Action::RenderScreen(screen) => self.tabs[i].renders.push(screen),
@@ -494,6 +592,11 @@ impl World {
                         }
                     }
                     self.tabs[i].events.push(event);
+                }
+                Action::AcquireLock if self.kept_until.is_some() && self.lock_holder == Some(i) => {
+                    // It keeps the lock: it has it.
+                    self.kept_until = None;
+                    self.tabs[i].inbox.push_back(Msg::LockGranted);
                 }
                 Action::AcquireLock => {
                     assert!(
@@ -513,10 +616,16 @@ impl World {
                         Some(i),
                         "tab {i} released a lock it does not hold"
                     );
-                    self.lock_holder = self.lock_queue.pop_front();
-                    if let Some(next) = self.lock_holder {
-                        self.tabs[next].inbox.push_back(Msg::LockGranted);
-                    }
+                    assert_eq!(self.kept_until, None, "tab {i} released a kept lock");
+                    self.pass_lock();
+                }
+                Action::KeepLock => {
+                    assert_eq!(
+                        (self.lock_holder, self.kept_until),
+                        (Some(i), None),
+                        "tab {i} kept a lock it does not hold"
+                    );
+                    self.kept_until = Some(self.now + KEEP_LOCK_MS);
                 }
                 Action::BroadcastTokenReplaced { .. } => {
                     for j in 0..self.tabs.len() {
@@ -575,13 +684,22 @@ impl World {
             .min()
     }
 
+    /// The earliest deadline of any tab, or of the kept lock.
+    pub fn next_timer(&self) -> Option<Millis> {
+        self.next_deadline()
+            .into_iter()
+            .chain(self.kept_until)
+            .min()
+    }
+
     /// Lets `ms` pass, firing every timer on time and settling after each.
     pub fn advance(&mut self, ms: u64) {
         let target = self.now + ms;
         for _ in 0..100_000 {
-            match self.next_deadline() {
+            match self.next_timer() {
                 Some(d) if d <= target => {
                     self.now = self.now.max(d);
+                    self.expire_kept_lock();
                     for i in 0..self.tabs.len() {
                         if self.tabs[i]
                             .engine
