@@ -487,10 +487,6 @@ impl Session {
                 let lock = self.rt.read().lock.clone();
                 lock.release();
             }
-            Action::KeepLock => {
-                let lock = self.rt.read().lock.clone();
-                lock.keep();
-            }
             Action::BroadcastTokenReplaced { expires_at } => {
                 // The engine writes the token just before it announces it.
                 let written = self.rt.read().last_written.clone();

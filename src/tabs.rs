@@ -4,9 +4,9 @@
 //!
 //! - [Web Locks](https://developer.mozilla.org/en-US/docs/Web/API/Web_Locks_API):
 //!   the lock is held by keeping the promise returned from the
-//!   `navigator.locks.request` callback pending until the engine releases it,
-//!   or, after a refresh that replaced the token, [`KEEP_LOCK_MS`] longer
-//!   (see `Action::KeepLock`).
+//!   `navigator.locks.request` callback pending until the engine releases it
+//!   (after a refresh that replaced the token, a few seconds later: see
+//!   `Action::ReleaseLock`).
 //!   Without `navigator.locks` (old browsers, some embedded views) the lock is
 //!   granted in this tab at once: tabs may then refresh concurrently, which the
 //!   backend tolerates (a refresh mints a token, it consumes nothing).
@@ -24,8 +24,6 @@ use wasm_bindgen::JsCast;
 use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
 
 use crate::js;
-use capture_session_core::engine::KEEP_LOCK_MS;
-use gloo_timers::callback::Timeout;
 
 /// A message between tabs. On the wire: `[expiresAt, fingerprint]` for a new
 /// token, or the string `"ended"`. Never the token itself: the receiving tab
@@ -140,12 +138,6 @@ enum LockState {
     Waiting { granted: Option<Box<dyn FnOnce()>> },
     /// Held; calling `release` (if the browser gave one) lets it go.
     Held { release: Option<Function> },
-    /// Held after a refresh, until the timer lets it go (or this tab asks
-    /// for it again: then it is simply held again).
-    Kept {
-        release: Option<Function>,
-        _timer: Timeout,
-    },
 }
 
 /// The cross-tab refresh lock of one helper. Releases it on drop.
@@ -169,21 +161,11 @@ impl RefreshLock {
     pub(crate) fn acquire(&self, granted: impl FnOnce() + 'static) {
         let waiting = {
             let mut state = self.state.write();
-            match std::mem::take(&mut *state) {
-                held @ LockState::Held { .. } => {
-                    *state = held;
+            match &mut *state {
+                LockState::Held { .. } => return,
+                LockState::Waiting { granted: slot } => {
+                    *slot = Some(Box::new(granted));
                     return;
-                }
-                LockState::Waiting { .. } => {
-                    *state = LockState::Waiting {
-                        granted: Some(Box::new(granted)),
-                    };
-                    return;
-                }
-                LockState::Kept { release, .. } => {
-                    *state = LockState::Held { release };
-                    drop(state);
-                    return granted();
                 }
                 LockState::Idle => {}
             }
@@ -206,44 +188,10 @@ impl RefreshLock {
         let previous = std::mem::take(&mut *self.state.write());
         if let LockState::Held {
             release: Some(release),
-        }
-        | LockState::Kept {
-            release: Some(release),
-            ..
         } = previous
         {
             js::call(&release);
         }
-    }
-
-    /// Holds the lock [`KEEP_LOCK_MS`] longer, then lets it go.
-    pub(crate) fn keep(&self) {
-        let mut state = self.state.write();
-        let LockState::Held { release } = std::mem::take(&mut *state) else {
-            return;
-        };
-        let weak = Rc::downgrade(&self.state);
-        let timer = js::timeout(
-            KEEP_LOCK_MS as u32,
-            Box::new(move || {
-                let Some(state) = weak.upgrade() else { return };
-                let kept = matches!(*state.read(), LockState::Kept { .. });
-                if kept {
-                    let previous = std::mem::take(&mut *state.write());
-                    if let LockState::Kept {
-                        release: Some(release),
-                        ..
-                    } = previous
-                    {
-                        js::call(&release);
-                    }
-                }
-            }),
-        );
-        *state = LockState::Kept {
-            release,
-            _timer: timer,
-        };
     }
 }
 

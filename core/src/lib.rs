@@ -69,14 +69,16 @@
 //!     Some(Action::WriteToken { token: AccessToken::new("fresh-token"), expires_at })
 //! );
 //! assert_eq!(engine.poll_action(), Some(Action::BroadcastTokenReplaced { expires_at }));
-//! // The old token is replaced: keep the lock a while, so that a tab queued
-//! // behind us sees the new token before it could refresh the old one again.
-//! assert_eq!(engine.poll_action(), Some(Action::KeepLock));
 //! assert_eq!(
 //!     engine.poll_action(),
 //!     Some(Action::Emit(Event::Refreshed { expires_at, trigger: RefreshTrigger::Proactive }))
 //! );
 //! assert_eq!(engine.expires_at(), Some(expires_at));
+//! // The lock is held 5 s more, so that a tab queued for it sees the new token
+//! // before it could refresh the old one a second time; then it goes.
+//! assert_eq!(engine.poll_timeout(), Some(now + KEEP_LOCK_MS));
+//! engine.handle_timeout(now + KEEP_LOCK_MS);
+//! assert_eq!(engine.poll_action(), Some(Action::ReleaseLock));
 //! // The next refresh is planned five minutes before the new expiry.
 //! assert_eq!(engine.poll_timeout(), Some(expires_at - 300_000));
 //! ```

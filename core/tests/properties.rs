@@ -268,10 +268,9 @@ fn run(s: &Scenario) {
                 let target = w.now + ms;
                 for round in 0.. {
                     assert!(round < 10_000, "timers keep firing at {}", w.now);
-                    match w.next_timer() {
+                    match w.next_deadline() {
                         Some(d) if d <= target => {
                             w.now = w.now.max(d);
-                            w.expire_kept_lock();
                             for i in 0..w.tabs.len() {
                                 if w.tabs[i].engine.poll_timeout().is_some_and(|d| d <= w.now) {
                                     w.fire(i);
@@ -557,6 +556,43 @@ fn regression_offline_login_after_sleep_with_a_throttled_start() {
                 at_once: false,
             },
             Op::Deliver(0),
+        ],
+    });
+}
+
+/// A login in the tab that keeps the lock after its refresh: the tab queued for
+/// the lock must still not get it before it has seen the new token.
+#[test]
+fn regression_a_login_in_the_tab_keeping_the_lock_keeps_it() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Code,
+        client_session: false,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 60,
+        retry: RetryPolicy {
+            base_ms: 100,
+            max_ms: 985,
+            max_attempts: 1,
+        },
+        stored: 2,
+        ops: vec![
+            Op::ApiRefresh(0),
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Ok(60),
+                at_once: false,
+            },
+            Op::Deliver(0),
+            Op::ApiRefresh(1),
+            Op::Login {
+                tab: 0,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::DeliverOutOfOrder(1, 3),
         ],
     });
 }

@@ -101,7 +101,6 @@ fn all_actions() -> Vec<Action> {
         Action::EndCaptureSession,
         Action::RenderScreen("editProfile".into()),
         Action::AcquireLock,
-        Action::KeepLock,
         Action::ReleaseLock,
         Action::BroadcastTokenReplaced { expires_at: 1 },
         Action::BroadcastSessionEnded,

@@ -420,7 +420,7 @@ impl ApiError {
 }
 
 /// How long a tab keeps the refresh lock after its refresh replaced the token
-/// (see [`Action::KeepLock`]): far longer than a storage write takes to reach
+/// (see [`Action::ReleaseLock`]): far longer than a storage write takes to reach
 /// the other tabs, short enough that a refresh another tab needs for the new
 /// token (killed at once, say) waits little.
 pub const KEEP_LOCK_MS: u64 = 5_000;
@@ -456,18 +456,16 @@ pub enum Action {
     Emit(Event),
     /// Ask for the cross-tab refresh lock; answer with `Input::LockGranted`.
     AcquireLock,
-    /// Release the cross-tab refresh lock (the refresh failed, was not needed,
-    /// or got the same token back).
+    /// Release the cross-tab refresh lock. After a refresh that replaced the
+    /// token this comes [`KEEP_LOCK_MS`] later (from `handle_timeout`), unless
+    /// the tab refreshes again first (it holds the lock) or the session ends.
+    /// Browsers deliver a lock grant and another tab's storage write on
+    /// separate channels: a tab queued for the lock and granted it right after
+    /// the refresh could still read the old token from its copy of storage,
+    /// and refresh that token a second time. Held on, the lock reaches the
+    /// queued tabs after the new token did (they drop their wait when they
+    /// adopt it), or at once if the refresh failed.
     ReleaseLock,
-    /// The refresh made under the lock replaced the token: hold the lock
-    /// [`KEEP_LOCK_MS`] longer (or until this tab asks for it again, or the
-    /// helper goes), then let it go. Browsers deliver a lock grant and another
-    /// tab's storage write on separate channels: a tab queued for the lock and
-    /// granted it right after the release can still read the old token from
-    /// its copy of storage, and refresh it a second time. Held on, the lock
-    /// reaches the queued tabs after the new token did (they drop their
-    /// requests when they adopt it), or at once if the refresh failed.
-    KeepLock,
     /// Tell other tabs a new token is in storage (they read it from there).
     BroadcastTokenReplaced {
         /// Its expiry.

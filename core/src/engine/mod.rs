@@ -52,6 +52,9 @@ pub struct Engine {
     state: SessionState,
     work: Option<Work>,
     lock: LockState,
+    /// The lock is held on after a refresh that replaced the token, until then
+    /// (see [`KEEP_LOCK_MS`]).
+    kept_until: Option<Millis>,
     offline: bool,
     actions: VecDeque<Action>,
     next_id: u32,
@@ -99,6 +102,7 @@ impl Engine {
             state: SessionState::Starting,
             work: None,
             lock: LockState::Free,
+            kept_until: None,
             offline: false,
             actions: VecDeque::new(),
             next_id: 0,
@@ -168,6 +172,18 @@ impl Engine {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Millis> {
+        if matches!(self.state, SessionState::Detached) {
+            return None;
+        }
+        let deadline = self.session_deadline();
+        match self.kept_until {
+            Some(kept) => Some(deadline.map_or(kept, |d| d.min(kept))),
+            None => deadline,
+        }
+    }
+
+    /// The next deadline of the session itself: a retry, a refresh, an expiry.
+    fn session_deadline(&self) -> Option<Millis> {
         match (&self.state, &self.work) {
             (SessionState::Detached | SessionState::Ended(_), _) => None,
             (_, Some(w)) => match w.phase {
@@ -328,8 +344,12 @@ impl Engine {
         }
     }
 
+    /// Releases the lock held for the work under way. A lock kept after a
+    /// refresh stays until its time is up, whatever happens meanwhile (a
+    /// login or a logout here changes nothing for a tab queued for the old
+    /// token); the browser layer lets it go if the helper is detached.
     fn release_lock(&mut self) {
-        if self.lock == LockState::Held {
+        if self.lock == LockState::Held && self.kept_until.is_none() {
             self.lock = LockState::Free;
             self.push(Action::ReleaseLock);
         }
@@ -384,12 +404,15 @@ impl Engine {
             if let Some(t) = &mut self.last_token_at {
                 *t = t.saturating_sub(back);
             }
+            if let Some(t) = &mut self.kept_until {
+                *t = t.saturating_sub(back);
+            }
             self.warn(
                 WarningCode::ClockJump,
                 "the clock went back; the schedule was recomputed",
             );
         } else if self
-            .poll_timeout()
+            .session_deadline()
             .is_some_and(|d| now > d.saturating_add(FORWARD_JUMP_MS))
         {
             self.warn(
@@ -401,6 +424,10 @@ impl Engine {
 
     /// Runs whatever the schedule says is due at `now`.
     fn fire_due(&mut self, now: Millis) {
+        if self.kept_until.is_some_and(|t| now >= t) {
+            self.kept_until = None;
+            self.release_lock();
+        }
         match &self.work {
             Some(Work {
                 phase: Phase::Backoff { until },
@@ -767,6 +794,8 @@ impl Engine {
     }
 
     fn send(&mut self) {
+        // A lock kept from the last refresh is simply held again.
+        self.kept_until = None;
         let id = self.new_id();
         let Some(work) = &mut self.work else { return };
         work.attempt += 1;
@@ -960,8 +989,7 @@ impl Engine {
         if replaced && self.lock == LockState::Held {
             // Tabs queued behind us for the old token get the lock only once
             // they had time to see the new one.
-            self.lock = LockState::Free;
-            self.push(Action::KeepLock);
+            self.kept_until = Some(now + KEEP_LOCK_MS);
         } else {
             self.release_lock();
         }

@@ -86,8 +86,6 @@ pub struct World {
     pub storage: StoredEntries,
     pub lock_holder: Option<usize>,
     pub lock_queue: VecDeque<usize>,
-    /// The lock is kept (`Action::KeepLock`) by its holder until then.
-    pub kept_until: Option<Millis>,
     /// When each token (fingerprint) was replaced by a refresh: invariant 5,
     /// no tab refreshes it again while the lock is kept.
     pub replaced: BTreeMap<u32, Millis>,
@@ -197,7 +195,6 @@ impl World {
             storage: StoredEntries::default(),
             lock_holder: None,
             lock_queue: VecDeque::new(),
-            kept_until: None,
             replaced: BTreeMap::new(),
             in_flight: Vec::new(),
             sent: Vec::new(),
@@ -237,22 +234,6 @@ impl World {
             .front()
             .unwrap_or(&self.storage)
             .clone()
-    }
-
-    /// The lock is free: the next in the queue gets it.
-    fn pass_lock(&mut self) {
-        self.kept_until = None;
-        self.lock_holder = self.lock_queue.pop_front();
-        if let Some(next) = self.lock_holder {
-            self.tabs[next].inbox.push_back(Msg::LockGranted);
-        }
-    }
-
-    /// Lets go of the kept lock when its time is up.
-    pub fn expire_kept_lock(&mut self) {
-        if self.kept_until.is_some_and(|until| until <= self.now) {
-            self.pass_lock();
-        }
     }
 
     /// Delivers tab `i`'s lock grant ahead of its other messages (storage
@@ -593,11 +574,6 @@ impl World {
                     }
                     self.tabs[i].events.push(event);
                 }
-                Action::AcquireLock if self.kept_until.is_some() && self.lock_holder == Some(i) => {
-                    // It keeps the lock: it has it.
-                    self.kept_until = None;
-                    self.tabs[i].inbox.push_back(Msg::LockGranted);
-                }
                 Action::AcquireLock => {
                     assert!(
                         self.lock_holder != Some(i) && !self.lock_queue.contains(&i),
@@ -616,16 +592,10 @@ impl World {
                         Some(i),
                         "tab {i} released a lock it does not hold"
                     );
-                    assert_eq!(self.kept_until, None, "tab {i} released a kept lock");
-                    self.pass_lock();
-                }
-                Action::KeepLock => {
-                    assert_eq!(
-                        (self.lock_holder, self.kept_until),
-                        (Some(i), None),
-                        "tab {i} kept a lock it does not hold"
-                    );
-                    self.kept_until = Some(self.now + KEEP_LOCK_MS);
+                    self.lock_holder = self.lock_queue.pop_front();
+                    if let Some(next) = self.lock_holder {
+                        self.tabs[next].inbox.push_back(Msg::LockGranted);
+                    }
                 }
                 Action::BroadcastTokenReplaced { .. } => {
                     for j in 0..self.tabs.len() {
@@ -684,22 +654,13 @@ impl World {
             .min()
     }
 
-    /// The earliest deadline of any tab, or of the kept lock.
-    pub fn next_timer(&self) -> Option<Millis> {
-        self.next_deadline()
-            .into_iter()
-            .chain(self.kept_until)
-            .min()
-    }
-
     /// Lets `ms` pass, firing every timer on time and settling after each.
     pub fn advance(&mut self, ms: u64) {
         let target = self.now + ms;
         for _ in 0..100_000 {
-            match self.next_timer() {
+            match self.next_deadline() {
                 Some(d) if d <= target => {
                     self.now = self.now.max(d);
-                    self.expire_kept_lock();
                     for i in 0..self.tabs.len() {
                         if self.tabs[i]
                             .engine
