@@ -34,7 +34,7 @@ async function nextCycle(page, previous, timeoutMs) {
   }
 }
 
-test("ten tabs: exactly one refresh request per expiry reaches the server, every tab gets the new token, sign-out ends all ten within a second", async () => {
+test("ten tabs: exactly one refresh request per expiry reaches the server, every tab gets the new token, sign-out ends all ten within a second", async (t) => {
   const context = await watch.newContext(browser, server);
   const tabs = [];
   // Every refresh request that leaves the browser: when, and from which tab
@@ -87,20 +87,27 @@ test("ten tabs: exactly one refresh request per expiry reaches the server, every
   assert.equal(sent.length - browserBefore, 2, `two refresh requests left the browser; ${timeline}`);
   await watch.sweep(context);
 
-  // Sign out in one tab (the widget's own sign-out button): every tab ends within a second.
+  // Sign out in one tab (the widget's own sign-out button): every tab ends within a second
+  // of the session ending there. (Measured from that tab's own `ended`: the time Playwright
+  // takes to deliver the click to a background tab is not the helper's.)
   const signOutTab = tabs[4];
-  const t0 = await signOutTab.evaluate(() => Date.now());
+  const clickedAt = await signOutTab.evaluate(() => Date.now());
   await signOutTab.click("#capture_signOut");
   const endedAt = [];
   for (const [i, tab] of tabs.entries()) {
     await tab.waitForFunction(() => window.__e2e.events.some((e) => e.type === "ended"), null, { timeout: 5000 });
-    const ended = (await helperEvents(tab, "ended"))[0];
-    endedAt.push(ended.t - t0);
+    endedAt.push((await helperEvents(tab, "ended"))[0].t);
     await tab.waitForFunction(() => janrain.capture.ui.standIn.currentScreen() === "signIn", null, { timeout: 2000 });
     assert.equal(await tab.evaluate(() => janrain.capture.ui.hasActiveSession()), false, `tab ${i} has no widget session`);
   }
-  const slowest = Math.max(...endedAt);
-  assert.ok(slowest <= 1000, `every tab ended within 1 s of the sign-out (slowest ${slowest} ms)`);
+  const signedOut = endedAt[4];
+  const delays = endedAt.map((t) => t - signedOut);
+  const slowest = Math.max(...delays);
+  t.diagnostic(`sign-out reached the last tab after ${slowest} ms (click to sign-out ${signedOut - clickedAt} ms)`);
+  assert.ok(
+    slowest <= 1000,
+    `every tab ended within 1 s of the sign-out (ms after it, by tab: ${delays.join(", ")}; click to sign-out ${signedOut - clickedAt} ms)`,
+  );
   // The server session is gone: the cookie no longer refreshes anything.
   const after = await callBackend(first, "/capture-session/refresh");
   assert.equal(after.status, 401);
