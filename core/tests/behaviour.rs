@@ -341,6 +341,41 @@ fn a_session_created_by_someone_else_is_adopted_without_start() {
     assert!(w.pending(0).is_none());
 }
 
+/// The widget's own order on sign-in: `onCaptureSessionCreated`, then
+/// `onCaptureLoginSuccess` with the same token. One sign-in, one `active`,
+/// one start request.
+#[test]
+fn session_created_then_login_for_the_same_token_is_one_sign_in() {
+    let mut w = fresh_tab(config());
+    let token = w.mint("login");
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SessionCreated {
+            access_token: Some(AccessToken::new(token.clone())),
+        }),
+    );
+    let widget_expiry = w.now + 50 * MIN;
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::LoginSuccess {
+            access_token: Some(AccessToken::new(token.clone())),
+            authorization_code: None,
+            uuid: Some("uuid-1".into()),
+            one_time: false,
+            widget_expires_at: Some(widget_expiry),
+            redirect_uri: None,
+        }),
+    );
+    let actives: Vec<_> = w.tabs[0]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Active { .. }))
+        .collect();
+    assert_eq!(actives.len(), 1, "{actives:?}");
+    assert_eq!(w.count_sent(0, |r| matches!(r, Request::Start(_))), 1);
+    assert_eq!(w.tabs[0].engine.expires_at(), Some(widget_expiry));
+}
+
 #[test]
 fn a_login_event_without_uuid_warns_and_keeps_the_token() {
     let mut w = fresh_tab(config());

@@ -8,9 +8,9 @@
 //! 3. a valid token is never cleared by a transient failure (or any non-logout input);
 //! 4. the requests per token lifetime are bounded (`maxAttempts` per trigger),
 //!    and a login's start requests by `maxAttempts`;
-//! 5. no tab refreshes a token another tab has already replaced (each tab
-//!    reads its own copy of storage, and lock grants may overtake the writes
-//!    that copy has yet to learn of).
+//! 5. no tab refreshes a token another tab has just replaced (each tab reads
+//!    its own copy of storage, and lock grants may overtake the writes that
+//!    copy has yet to learn of).
 //!
 //! It also checks that no action or event's `Debug` contains a secret.
 #![allow(clippy::unwrap_used)]
@@ -593,6 +593,155 @@ fn regression_a_login_in_the_tab_keeping_the_lock_keeps_it() {
                 widget_expiry: None,
             },
             Op::DeliverOutOfOrder(1, 3),
+        ],
+    });
+}
+
+/// A logout while the tab keeping the lock refreshes again: the lock still
+/// stays until the keep is over (a tab queued for it has yet to see the token).
+#[test]
+fn regression_a_logout_during_a_second_refresh_keeps_the_lock() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Token,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 30,
+        token_lifetime_secs: 60,
+        retry: RetryPolicy {
+            base_ms: 1000,
+            max_ms: 1231,
+            max_attempts: 1,
+        },
+        stored: 0,
+        ops: vec![
+            Op::Online(0, true),
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+            Op::ApiRefresh(0),
+            Op::WidgetEnded(0),
+        ],
+    });
+}
+
+/// A start reply's token (tab 1 signed in again after a logout) is not a
+/// refresh: it does not count as replacing the token tab 0 then refreshes.
+#[test]
+fn regression_a_start_reply_is_not_a_refresh() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Token,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 60,
+        retry: RetryPolicy {
+            base_ms: 0,
+            max_ms: 3974,
+            max_attempts: 2,
+        },
+        stored: 0,
+        ops: vec![
+            Op::Deliver(1),
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Unparsed,
+                at_once: false,
+            },
+            Op::Deliver(1),
+            Op::ApiEnd(1),
+            Op::Deliver(0),
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Unparsed,
+                at_once: true,
+            },
+            Op::Advance(0),
+            Op::Login {
+                tab: 1,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+            Op::Deliver(1),
+            Op::DeliverLockGrant(0),
+        ],
+    });
+}
+
+/// A logout in the other tab clears storage; the tab that refreshed and keeps
+/// the lock then refreshes its own token again: that is not a second refresh
+/// of a replaced token.
+#[test]
+fn regression_refreshing_its_own_token_after_another_tab_cleared_storage() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Token,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 1000,
+            max_ms: 3079,
+            max_attempts: 3,
+        },
+        stored: 0,
+        ops: vec![
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+            Op::WidgetEnded(1),
+            Op::Deliver(0),
+            Op::ApiRefresh(0),
+        ],
+    });
+}
+
+/// Tab 0 keeps the lock after its refresh, refreshes again (timed out), and
+/// tab 1 logs out meanwhile.
+#[test]
+fn regression_a_retry_in_the_keeping_tab_after_another_tab_logged_out() {
+    run(&Scenario {
+        tabs: 3,
+        mode: Mode::Code,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 0,
+            max_ms: 1143,
+            max_attempts: 5,
+        },
+        stored: 0,
+        ops: vec![
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+            Op::ApiRefresh(0),
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Timeout,
+                at_once: false,
+            },
+            Op::WidgetEnded(1),
+            Op::Deliver(0),
         ],
     });
 }

@@ -63,9 +63,11 @@ pub struct Tab {
     /// Storage states this tab's copy has still to go through, oldest first;
     /// empty when its copy is up to date.
     pub lagging: VecDeque<StoredEntries>,
-    /// The token (fingerprint) the refresh this tab has in flight replaces:
-    /// what its copy of storage held when it sent it.
-    pub replacing: Option<u32>,
+    /// The refresh this tab has in flight, and the token (fingerprint) it
+    /// replaces: what the tab's copy of storage held when it sent it.
+    pub replacing: Option<(RequestId, u32)>,
+    /// While the reply to that refresh is being handled: the token it replaces.
+    pub answering: Option<u32>,
 }
 
 /// A backend request in flight.
@@ -86,9 +88,9 @@ pub struct World {
     pub storage: StoredEntries,
     pub lock_holder: Option<usize>,
     pub lock_queue: VecDeque<usize>,
-    /// When each token (fingerprint) was replaced by a refresh: invariant 5,
-    /// no tab refreshes it again while the lock is kept.
-    pub replaced: BTreeMap<u32, Millis>,
+    /// Which tab replaced each token (fingerprint) by a refresh, and when:
+    /// invariant 5, no other tab refreshes it again while the lock is kept.
+    pub replaced: BTreeMap<u32, (usize, Millis)>,
     pub in_flight: Vec<InFlight>,
     /// Every request ever sent: (tab, request, time).
     pub sent: Vec<(usize, Request, Millis)>,
@@ -162,6 +164,7 @@ impl Tab {
             in_login: false,
             lagging: VecDeque::new(),
             replacing: None,
+            answering: None,
         }
     }
 
@@ -363,8 +366,14 @@ impl World {
             | Input::Api(ApiCall::Refresh) => tab.epoch_triggers += 1,
             _ => {}
         }
+        if let Input::Reply { id, .. } = &input {
+            if tab.replacing.is_some_and(|(r, _)| r == *id) {
+                tab.answering = tab.replacing.take().map(|(_, old)| old);
+            }
+        }
         tab.engine.handle(input, now);
         let cleared = self.drain(i);
+        self.tabs[i].answering = None;
         if is_login {
             let tab = &mut self.tabs[i];
             tab.in_login = false;
@@ -469,9 +478,9 @@ impl World {
                 Action::WriteToken { token, expires_at } => {
                     // A refresh under the lock replaced the token it was for.
                     if self.lock_holder == Some(i) {
-                        if let Some(old) = self.tabs[i].replacing.take() {
+                        if let Some(old) = self.tabs[i].answering.take() {
                             if fingerprint(token.expose()) != old {
-                                self.replaced.insert(old, self.now);
+                                self.replaced.insert(old, (i, self.now));
                             }
                         }
                     }
@@ -529,16 +538,22 @@ impl World {
                                 Some(i),
                                 "tab {i} refreshed without holding the lock"
                             );
-                            let old = fingerprint(self.view(i).token.as_deref().unwrap_or(""));
+                            // The token this refresh replaces: the tab's own, or
+                            // without one, what its copy of storage holds.
+                            let view = self.view(i).token;
+                            let old = self.tabs[i].token().or(view).unwrap_or_default();
+                            let old = fingerprint(&old);
                             // (Judged on a clock that did not go back since.)
-                            if let Some(&at) = self.replaced.get(&old) {
+                            let by_other = self.replaced.get(&old).filter(|(tab, _)| *tab != i);
+                            if let Some(&(_, at)) = by_other {
                                 let ago = self.now.saturating_sub(at);
                                 assert!(
                                     self.now < at || ago >= KEEP_LOCK_MS,
-                                    "tab {i} refreshed a token another tab replaced {ago} ms ago"
+                                    "tab {i} refreshed a token another tab replaced {ago} ms ago; actions: {:?}",
+                                    self.tabs[i].actions
                                 );
                             }
-                            self.tabs[i].replacing = Some(old);
+                            self.tabs[i].replacing = Some((id, old));
                         }
                     }
                 }
