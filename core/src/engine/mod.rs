@@ -52,8 +52,8 @@ pub struct Engine {
     state: SessionState,
     work: Option<Work>,
     lock: LockState,
-    /// The lock is held on after a refresh that replaced the token, until then
-    /// (see [`KEEP_LOCK_MS`]).
+    /// After a refresh that replaced the token the lock is not let go before
+    /// then (see [`KEEP_LOCK_MS`]), whatever happens meanwhile.
     kept_until: Option<Millis>,
     offline: bool,
     actions: VecDeque<Action>,
@@ -228,10 +228,16 @@ impl Engine {
             }
             // Inputs before `Startup` are handled as though storage were empty.
             self.startup(StoredEntries::default(), now);
-        } else if !matches!(input, Input::Widget(WidgetEvent::LoginSuccess { .. })) {
+        } else if !matches!(
+            input,
+            Input::Widget(WidgetEvent::LoginSuccess { .. } | WidgetEvent::SessionEnded)
+                | Input::Tab(TabNews::SessionEnded)
+                | Input::Api(ApiCall::End | ApiCall::Detach)
+        ) {
             // Catch up on a timer the browser did not fire (sleep, throttling).
             // Not before a login: it supersedes the old session, whose expiry
-            // must not end (and `endCaptureSession`) the new one.
+            // must not end (and `endCaptureSession`) the new one. Not before
+            // an end either: a retry due now would go out only to be aborted.
             self.fire_due(now);
         }
         match input {
@@ -344,10 +350,10 @@ impl Engine {
         }
     }
 
-    /// Releases the lock held for the work under way. A lock kept after a
-    /// refresh stays until its time is up, whatever happens meanwhile (a
-    /// login or a logout here changes nothing for a tab queued for the old
-    /// token); the browser layer lets it go if the helper is detached.
+    /// Releases the lock held for the work under way, or, while it is kept
+    /// after a refresh, leaves that to `fire_due` once the time is up: a
+    /// login, a logout or another refresh here changes nothing for a tab
+    /// queued for the old token. The browser layer lets it go on detach.
     fn release_lock(&mut self) {
         if self.lock == LockState::Held && self.kept_until.is_none() {
             self.lock = LockState::Free;
@@ -426,7 +432,17 @@ impl Engine {
     fn fire_due(&mut self, now: Millis) {
         if self.kept_until.is_some_and(|t| now >= t) {
             self.kept_until = None;
-            self.release_lock();
+            let in_flight = matches!(
+                self.work,
+                Some(Work {
+                    job: Job::Refresh(_),
+                    phase: Phase::InFlight(_),
+                    ..
+                })
+            );
+            if !in_flight {
+                self.release_lock();
+            }
         }
         match &self.work {
             Some(Work {
@@ -619,6 +635,12 @@ impl Engine {
             );
             return;
         };
+        // The widget fires `onCaptureSessionCreated` just before the login
+        // event, and we adopted the token then: one sign-in, one `active`.
+        let announced = matches!(
+            &self.state,
+            SessionState::Active(s) if s.token.as_ref() == Some(&token) && s.source == ActiveSource::Login
+        );
         self.begin_login();
         let limit = now + self.lifetime_ms() + EXPIRY_SLACK_MS;
         let (expires_at, assumed) = match widget_expires_at {
@@ -633,10 +655,12 @@ impl Engine {
             expiry_assumed: assumed,
             refresh_spent: false,
         });
-        self.emit(Event::Active {
-            expires_at,
-            source: ActiveSource::Login,
-        });
+        if !announced {
+            self.emit(Event::Active {
+                expires_at,
+                source: ActiveSource::Login,
+            });
+        }
         if self.config.start_url.is_none() {
             return;
         }
@@ -794,8 +818,6 @@ impl Engine {
     }
 
     fn send(&mut self) {
-        // A lock kept from the last refresh is simply held again.
-        self.kept_until = None;
         let id = self.new_id();
         let Some(work) = &mut self.work else { return };
         work.attempt += 1;
