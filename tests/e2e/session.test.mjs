@@ -79,6 +79,8 @@ async function proactiveRefreshScenario({ variant, mode }) {
   assert.ok(first.token, "the widget holds a token after sign-in");
   const firstState = await helperState(page);
   assert.equal(firstState.state, "active");
+  // The widget fires onCaptureSessionCreated, then onCaptureLoginSuccess: one sign-in, one `active`.
+  assert.equal((await helperEvents(page, "active")).length, 1, "one active event for one sign-in");
   assert.ok(firstState.expiresAt > Date.now(), "the helper knows when the token expires");
   const createdBefore = (await widgetEvents(page, "onCaptureSessionCreated")).length;
   assert.ok(createdBefore >= 1, "the widget session was created at sign-in");
