@@ -769,18 +769,20 @@ fn lock_grant_with_a_fresher_token_in_storage_adopts_it_without_a_request() {
     assert_eq!(e.expires_at(), Some(newer_at / 1000 * 1000));
 }
 
-/// Two tabs' refresh timers fire together; one refreshes. The lock grant for
-/// the other and the new token in its copy of storage travel separately, so
-/// the refreshing tab keeps the lock until the other has seen the new token.
-#[test]
-fn a_tab_queued_for_the_lock_is_not_granted_it_before_it_sees_the_new_token() {
+/// Two tabs sharing a token whose refresh timers fired together: one
+/// (`sender`) has its refresh in flight, the other waits for the lock.
+fn two_tabs_refreshing() -> (World, usize, usize) {
     let mut w = World::new(config(), 2);
     w.store("SECRET-shared", T0 + 60 * MIN);
     w.start_all();
     w.advance(55 * MIN);
     let sender = w.in_flight[0].tab;
     let other = 1 - sender;
-    assert_eq!(w.lock_queue, [other], "the other tab waits for the lock");
+    (w, sender, other)
+}
+
+/// Delivers a new token to `sender`'s refresh (and nothing else yet).
+fn answer_refresh(w: &mut World, sender: usize) -> String {
     let fresh = w.mint("srv");
     let f = w.take_request(sender).expect("refresh in flight");
     w.handle(
@@ -790,6 +792,17 @@ fn a_tab_queued_for_the_lock_is_not_granted_it_before_it_sees_the_new_token() {
             outcome: ok(&fresh, 3600),
         },
     );
+    fresh
+}
+
+/// Two tabs' refresh timers fire together; one refreshes. The lock grant for
+/// the other and the new token in its copy of storage travel separately, so
+/// the refreshing tab keeps the lock until the other has seen the new token.
+#[test]
+fn a_tab_queued_for_the_lock_is_not_granted_it_before_it_sees_the_new_token() {
+    let (mut w, sender, other) = two_tabs_refreshing();
+    assert_eq!(w.lock_queue, [other], "the other tab waits for the lock");
+    let fresh = answer_refresh(&mut w, sender);
     assert_eq!(w.lock_holder, Some(sender), "kept after the refresh");
     assert!(
         !w.tabs[other]
@@ -813,21 +826,8 @@ fn a_tab_queued_for_the_lock_is_not_granted_it_before_it_sees_the_new_token() {
 /// it go, finds the new token in storage and takes it instead of refreshing.
 #[test]
 fn a_tab_granted_the_lock_after_missing_the_news_adopts_from_storage() {
-    let mut w = World::new(config(), 2);
-    w.store("SECRET-shared", T0 + 60 * MIN);
-    w.start_all();
-    w.advance(55 * MIN);
-    let sender = w.in_flight[0].tab;
-    let other = 1 - sender;
-    let fresh = w.mint("srv");
-    let f = w.take_request(sender).expect("refresh in flight");
-    w.handle(
-        sender,
-        Input::Reply {
-            id: f.id,
-            outcome: ok(&fresh, 3600),
-        },
-    );
+    let (mut w, sender, other) = two_tabs_refreshing();
+    let fresh = answer_refresh(&mut w, sender);
     // The broadcast is lost; only the storage writes arrive.
     w.tabs[other].inbox.retain(|m| !matches!(m, Msg::TokenNews));
     w.settle();
@@ -841,12 +841,7 @@ fn a_tab_granted_the_lock_after_missing_the_news_adopts_from_storage() {
 /// A failed refresh lets the lock go at once: the next tab tries.
 #[test]
 fn a_failed_refresh_hands_the_lock_to_the_next_tab() {
-    let mut w = World::new(config(), 2);
-    w.store("SECRET-shared", T0 + 60 * MIN);
-    w.start_all();
-    w.advance(55 * MIN);
-    let sender = w.in_flight[0].tab;
-    let other = 1 - sender;
+    let (mut w, sender, other) = two_tabs_refreshing();
     w.respond(sender, status(500));
     assert!(
         w.pending(other).is_some(),
