@@ -77,9 +77,9 @@ pub fn is_plausible_token(raw: &str) -> bool {
 }
 
 /// A 32-bit FNV-1a hash of a token: tells two tokens apart without revealing
-/// either. Tabs use it to name the token a message or a lock is about
-/// (same-origin code that could read those can read localStorage, which holds
-/// the token itself, anyway).
+/// either. Tabs use it to say which token a message is about (same-origin code
+/// that could read the message can read localStorage, which holds the token
+/// itself, anyway).
 pub fn fingerprint(token: &str) -> u32 {
     token.bytes().fold(0x811c_9dc5, |h: u32, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)

@@ -457,8 +457,9 @@ pub enum Action {
     /// Ask for the cross-tab refresh lock; answer with `Input::LockGranted`.
     AcquireLock,
     /// Release the cross-tab refresh lock. After a refresh that replaced the
-    /// token this comes [`KEEP_LOCK_MS`] later (from `handle_timeout`), unless
-    /// the tab refreshes again first (it holds the lock) or the session ends.
+    /// token this comes [`KEEP_LOCK_MS`] later (from `handle_timeout`), even
+    /// if the session ends meanwhile; a refresh this tab makes meanwhile uses
+    /// the lock it holds, and one still in flight then releases it when done.
     /// Browsers deliver a lock grant and another tab's storage write on
     /// separate channels: a tab queued for the lock and granted it right after
     /// the refresh could still read the old token from its copy of storage,
