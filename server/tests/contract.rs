@@ -279,30 +279,7 @@ async fn deleted_user_ends_a_token_mode_session() {
 // ---- concurrency ------------------------------------------------------------
 
 async fn parallel_refreshes(h: &Harness, cookie: &str, n: usize) -> Vec<String> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        let http = h.http.clone();
-        let url = h.url("/capture-session/refresh");
-        let cookie = cookie.to_owned();
-        tasks.spawn(async move {
-            let r = http
-                .post(url)
-                .header("X-Capture-Session", "1")
-                .header("Cookie", cookie)
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("refresh");
-            Reply::read(r).await
-        });
-    }
-    let mut tokens = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        let r = r.expect("task");
-        assert_eq!(r.status, 200, "a racing refresh failed: {}", r.text);
-        tokens.push(r.token());
-    }
-    tokens
+    racing_tokens((0..n).map(|_| h.spawn_refresh(cookie)).collect()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -893,24 +870,7 @@ async fn end_during_a_rotation_is_not_undone_by_it() {
     let s = h.start_code(true).await;
     h.fault(json!({"path": "/oauth/token", "latencyMs": 400, "count": 1}))
         .await;
-    let refresh = {
-        let (http, url, cookie) = (
-            h.http.clone(),
-            h.url("/capture-session/refresh"),
-            s.cookie.clone(),
-        );
-        tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .header("X-Capture-Session", "1")
-                .header("Cookie", cookie)
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("refresh");
-            Reply::read(r).await
-        })
-    };
+    let refresh = h.spawn_refresh(&s.cookie);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(h.end(Some(&s.cookie)).await.status, 204);
     refresh.await.unwrap().expect_error(401, "no_session");

@@ -186,33 +186,10 @@ async fn redis_keys_never_contain_the_session_id() {
 }
 
 async fn race(c: &Cluster, cookie: &str, n: usize) -> Vec<String> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let h = if i % 2 == 0 { &c.a } else { &c.b };
-        let (http, url, cookie) = (
-            h.http.clone(),
-            h.url("/capture-session/refresh"),
-            cookie.to_owned(),
-        );
-        tasks.spawn(async move {
-            let r = http
-                .post(url)
-                .header("X-Capture-Session", "1")
-                .header("Cookie", cookie)
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("refresh");
-            Reply::read(r).await
-        });
-    }
-    let mut tokens = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        let r = r.unwrap();
-        assert_eq!(r.status, 200, "a racing refresh failed: {}", r.text);
-        tokens.push(r.token());
-    }
-    tokens
+    let tasks = (0..n)
+        .map(|i| if i % 2 == 0 { &c.a } else { &c.b }.spawn_refresh(cookie))
+        .collect();
+    racing_tokens(tasks).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -301,24 +278,7 @@ async fn end_on_one_instance_during_a_rotation_on_the_other_stays_ended() {
     let s = c.a.start_code(true).await;
     c.a.fault(json!({"path": "/oauth/token", "latencyMs": 400, "count": 1}))
         .await;
-    let rotating = {
-        let (http, url, cookie) = (
-            c.a.http.clone(),
-            c.a.url("/capture-session/refresh"),
-            s.cookie.clone(),
-        );
-        tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .header("X-Capture-Session", "1")
-                .header("Cookie", cookie)
-                .json(&json!({}))
-                .send()
-                .await
-                .expect("refresh");
-            Reply::read(r).await
-        })
-    };
+    let rotating = c.a.spawn_refresh(&s.cookie);
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(c.b.end(Some(&s.cookie)).await.status, 204);
     rotating.await.unwrap().expect_error(401, "no_session");

@@ -195,16 +195,27 @@ impl Harness {
     }
 
     /// POSTs JSON to a contract endpoint with the helper's header.
-    pub async fn call(&self, path: &str, cookie: Option<&str>, body: Value) -> Reply {
-        let mut req = self
+    /// A backend request as the helper sends it.
+    fn post(&self, path: &str, cookie: Option<&str>, body: Value) -> reqwest::RequestBuilder {
+        let req = self
             .http
             .post(self.url(path))
             .header("X-Capture-Session", "1")
             .json(&body);
-        if let Some(c) = cookie {
-            req = req.header("Cookie", c);
+        match cookie {
+            Some(c) => req.header("Cookie", c),
+            None => req,
         }
-        Reply::read(req.send().await.expect("request")).await
+    }
+
+    pub async fn call(&self, path: &str, cookie: Option<&str>, body: Value) -> Reply {
+        Reply::read(self.post(path, cookie, body).send().await.expect("request")).await
+    }
+
+    /// A refresh in a task of its own, to race it against other calls.
+    pub fn spawn_refresh(&self, cookie: &str) -> tokio::task::JoinHandle<Reply> {
+        let req = self.post("/capture-session/refresh", Some(cookie), json!({}));
+        tokio::spawn(async move { Reply::read(req.send().await.expect("refresh")).await })
     }
 
     pub async fn start_token(&self) -> Session {
@@ -305,4 +316,16 @@ impl Harness {
         )
         .await
     }
+}
+
+/// Waits for racing refreshes (see `Harness::spawn_refresh`): each must
+/// succeed; returns their tokens.
+pub async fn racing_tokens(tasks: Vec<tokio::task::JoinHandle<Reply>>) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for task in tasks {
+        let r = task.await.expect("task");
+        assert_eq!(r.status, 200, "a racing refresh failed: {}", r.text);
+        tokens.push(r.token());
+    }
+    tokens
 }
