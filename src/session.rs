@@ -238,22 +238,21 @@ impl Session {
             return;
         }
         self.feed(Input::Api(ApiCall::Detach));
-        let (widget, page, tabs, timer, inflight, lock, keep_alive) = {
+        let ((widget, page, tabs, timer, inflight, lock, keep_alive), held) = {
             let mut rt = self.rt.write();
             rt.detached = true;
             (
-                rt.widget.take(),
-                rt.page.take(),
-                rt.tabs.take(),
-                rt.timer.take(),
-                std::mem::take(&mut rt.inflight),
-                rt.lock.clone(),
-                rt.keep_alive.take(),
+                (
+                    rt.widget.take(),
+                    rt.page.take(),
+                    rt.tabs.take(),
+                    rt.timer.take(),
+                    std::mem::take(&mut rt.inflight),
+                    rt.lock.clone(),
+                    rt.keep_alive.take(),
+                ),
+                (rt.held_start.take(), rt.held_timer.take()),
             )
-        };
-        let held = {
-            let mut rt = self.rt.write();
-            (rt.held_start.take(), rt.held_timer.take())
         };
         lock.release();
         drop((widget, page, tabs, timer, inflight, keep_alive));
