@@ -166,14 +166,14 @@ impl Session {
                         if rt.held_start.is_some() {
                             let ms = rt.config.request_timeout_ms.saturating_add(2000);
                             let weak = s.weak();
-                            rt.held_timer = Some(Timeout::new(
+                            rt.held_timer = Some(js::timeout(
                                 u32::try_from(ms).unwrap_or(u32::MAX),
-                                move || {
+                                Box::new(move || {
                                     if let Some(s) = upgrade(&weak) {
                                         let held = s.rt.write().held_start.take();
                                         drop(held);
                                     }
-                                },
+                                }),
                             ));
                         }
                     }
