@@ -195,9 +195,24 @@ test("an expired stored session is refreshed before the widget starts", async ()
   await sleep((LIFETIME + 1.5) * 1000);
 
   const next = await context.newPage();
+  const requests = [];
+  next.on("request", (req) => requests.push(new URL(req.url()).pathname));
   await next.goto(`/?${query}`);
   await next.waitForFunction(() => window.janrain?.capture?.ui?.standIn?.currentScreen?.() != null, null, { timeout: 10000 });
-  const refreshed = await waitForEvent(next, "refreshed", { timeout: 10000 });
+  const refreshed = await waitForEvent(next, "refreshed", { timeout: 10000 }).catch(async (err) => {
+    // Seen once in CI with no helper event at all: say what the page was waiting for.
+    const seen = await next.evaluate(async () => {
+      const locks = navigator.locks ? await navigator.locks.query() : null;
+      const name = (l) => `${l.name}(${l.clientId === undefined ? "?" : "client"})`;
+      return {
+        state: window.captureSession?.state ?? "no helper",
+        held: locks?.held.map(name),
+        pending: locks?.pending.map(name),
+      };
+    });
+    err.message += `; helper ${JSON.stringify(seen)}; requests ${requests.filter((p) => p.startsWith("/capture-session/")).join(", ") || "none"}; pages open ${context.pages().length}`;
+    throw err;
+  });
   assert.equal(refreshed.detail.trigger, "startup");
   const widget = await widgetEvents(next);
   const found = widget.findIndex((e) => e.name === "onCaptureSessionFound");
