@@ -47,10 +47,11 @@ impl RetryPolicy {
     }
 
     /// The wait before the next attempt: full jitter over [`window_ms`](Self::window_ms),
-    /// never shorter than the server's `Retry-After`.
+    /// never shorter than the server's `Retry-After`, which is believed up to
+    /// `retry.maxMs` (a backend cannot park the helper for days).
     pub fn delay_ms(&self, attempt: u32, retry_after_ms: Option<u64>, jitter: &mut Jitter) -> u64 {
         let d = jitter.up_to(self.window_ms(attempt));
-        d.max(retry_after_ms.unwrap_or(0))
+        d.max(retry_after_ms.unwrap_or(0).min(self.max_ms))
     }
 }
 
@@ -75,5 +76,7 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
         assert!(distinct.len() > 100, "jitter should spread delays");
         assert!((0..200).all(|_| p.delay_ms(1, Some(30_000), &mut j) >= 30_000));
+        // Retry-After is capped at maxMs.
+        assert!((0..200).all(|_| p.delay_ms(1, Some(u64::MAX), &mut j) <= p.max_ms));
     }
 }

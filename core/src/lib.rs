@@ -11,8 +11,8 @@
 //! ```
 //! use capture_session_core::config::RawConfig;
 //! use capture_session_core::engine::*;
-//! use capture_session_core::wire::{JsonScalar, RawTokenReply};
-//! use capture_session_core::{format_http_date, AccessToken};
+//! use capture_session_core::wire::{JsonScalar, RawTokenReply, RefreshRequest};
+//! use capture_session_core::{fingerprint, format_http_date, AccessToken};
 //!
 //! // What `CaptureSession.attach({ refreshUrl: "/capture-session/refresh" })` resolves to.
 //! let config = RawConfig {
@@ -25,11 +25,16 @@
 //! let mut now: Millis = 1_700_000_000_000;
 //! let mut engine = Engine::new(config, now, 42);
 //!
-//! // Start-up: the widget's entries hold a token valid for another 10 minutes.
+//! // Start-up: the widget's entries hold a token valid for another 10 minutes,
+//! // and the helper's own entry says a backend session is behind it.
+//! let marker = SessionMarker::Live {
+//!     token: Some(TokenSeen { fingerprint: fingerprint("widget-token"), expires_at: now + 600_000 }),
+//! };
 //! engine.handle(
 //!     Input::Startup(StoredEntries {
 //!         token: Some("widget-token".into()),
 //!         expires: Some(format_http_date(now + 600_000)),
+//!         marker: Some(marker.encode()),
 //!     }),
 //!     now,
 //! );
@@ -40,14 +45,15 @@
 //! }
 //!
 //! // Five minutes before expiry the proactive refresh is due: take the
-//! // cross-tab lock, then send the request.
+//! // cross-tab lock, then send the request, naming the token to replace.
 //! now = engine.poll_timeout().expect("a refresh is scheduled");
 //! engine.handle_timeout(now);
 //! assert_eq!(engine.poll_action(), Some(Action::AcquireLock));
 //! engine.handle(Input::LockGranted { stored: StoredEntries::default() }, now);
-//! let Some(Action::Send { id, request: Request::Refresh }) = engine.poll_action() else {
+//! let Some(Action::Send { id, request: Request::Refresh(body) }) = engine.poll_action() else {
 //!     panic!("expected the refresh request");
 //! };
+//! assert_eq!(body, RefreshRequest { replace: Some(fingerprint("widget-token")), interactive: Some(true) });
 //!
 //! // The backend answers `{"accessToken": "...", "expiresIn": 3600}`.
 //! let reply = RawTokenReply {
@@ -59,7 +65,8 @@
 //! engine.handle(Input::Reply { id, outcome: ReplyOutcome::Success(reply) }, now);
 //! let expires_at = now + 3_600_000;
 //! // The widget gets the token first; our write then replaces the `_Expires`
-//! // the widget derived from `accessTokenLifeHours` with the real expiry.
+//! // the widget derived from `accessTokenLifeHours` with the real expiry, and
+//! // the marker records the token the widget's entry now holds.
 //! assert_eq!(
 //!     engine.poll_action(),
 //!     Some(Action::CreateCaptureSession(AccessToken::new("fresh-token")))
@@ -68,7 +75,14 @@
 //!     engine.poll_action(),
 //!     Some(Action::WriteToken { token: AccessToken::new("fresh-token"), expires_at })
 //! );
-//! assert_eq!(engine.poll_action(), Some(Action::BroadcastTokenReplaced { expires_at }));
+//! let seen = TokenSeen { fingerprint: fingerprint("fresh-token"), expires_at };
+//! assert_eq!(
+//!     engine.poll_action(),
+//!     Some(Action::WriteMarker(Some(SessionMarker::Live { token: Some(seen) })))
+//! );
+//! // The other tabs learn which token it is and when it expires (never the token).
+//! let news = Announcement { fingerprint: seen.fingerprint, expires_at, kind: NewsKind::Refreshed };
+//! assert_eq!(engine.poll_action(), Some(Action::Broadcast(TabMessage::Token(news))));
 //! assert_eq!(
 //!     engine.poll_action(),
 //!     Some(Action::Emit(Event::Refreshed { expires_at, trigger: RefreshTrigger::Proactive }))
@@ -95,4 +109,7 @@ pub mod wire;
 pub use config::{Config, ConfigError, ConfigProblem, RawConfig, RetryPolicy};
 pub use engine::Engine;
 pub use httpdate::{format_http_date, parse_http_date};
-pub use token::{fingerprint, AccessToken, AuthorizationCode, RefreshToken};
+pub use token::{
+    fingerprint, fingerprint_hex, parse_fingerprint_hex, AccessToken, AuthorizationCode,
+    RefreshToken,
+};

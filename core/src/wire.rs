@@ -58,6 +58,9 @@ pub enum StartRequest {
         /// The access token the widget received.
         #[cfg_attr(feature = "serde", serde(rename = "accessToken"))]
         access_token: AccessToken,
+        /// The widget's `keepMeLoggedIn` (contract 1.1; absent = false).
+        #[cfg_attr(feature = "serde", serde(rename = "keepMeLoggedIn", default))]
+        keep_me_logged_in: bool,
     },
     /// Code mode: the one-time code to exchange at `/oauth/token`.
     Code {
@@ -70,12 +73,29 @@ pub enum StartRequest {
         /// Whether the reply should carry the access token for a client-side session.
         #[cfg_attr(feature = "serde", serde(rename = "clientSession", default = "yes"))]
         client_session: bool,
+        /// The widget's `keepMeLoggedIn` (contract 1.1; absent = false).
+        #[cfg_attr(feature = "serde", serde(rename = "keepMeLoggedIn", default))]
+        keep_me_logged_in: bool,
     },
 }
 
 #[cfg(feature = "serde")]
 fn yes() -> bool {
     true
+}
+
+/// Body of a `refreshUrl` request. Contract 1.0 sends `{}` (both fields
+/// absent); contract 1.1 sends both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshRequest {
+    /// `replace`: the [`fingerprint`](crate::fingerprint) of the token the
+    /// page holds (8 lowercase hex digits on the wire). The backend mints a
+    /// new token when it names the session's current one, and hands back the
+    /// current one (while valid) when it names an older one.
+    pub replace: Option<u32>,
+    /// `interactive`: the user viewed or used the page since the last
+    /// refresh; only interactive refreshes extend the session's idle deadline.
+    pub interactive: Option<bool>,
 }
 
 /// Successful reply of `startUrl` and `refreshUrl`.

@@ -5,8 +5,10 @@
 mod harness;
 
 use capture_session_core::engine::*;
-use capture_session_core::wire::{JsonScalar, MalformedReply, Mode, RawTokenReply, StartRequest};
-use capture_session_core::{AccessToken, AuthorizationCode, Config};
+use capture_session_core::wire::{
+    JsonScalar, MalformedReply, Mode, RawTokenReply, RefreshRequest, StartRequest,
+};
+use capture_session_core::{fingerprint, format_http_date, AccessToken, AuthorizationCode, Config};
 use harness::*;
 
 const SEC: u64 = 1000;
@@ -92,7 +94,8 @@ fn login_with_expiry(token: &str, uuid: &str, widget_expires_at: Option<Millis>)
         authorization_code: None,
         uuid: Some(uuid.into()),
         one_time: false,
-        widget_expires_at,
+        keep_me_logged_in: false,
+        widget_expires: widget_expires_at.map(format_http_date),
         redirect_uri: None,
     })
 }
@@ -103,7 +106,8 @@ fn code_login(code: &str) -> Input {
         authorization_code: Some(AuthorizationCode::new(code)),
         uuid: Some("uuid-1".into()),
         one_time: false,
-        widget_expires_at: None,
+        keep_me_logged_in: false,
+        widget_expires: None,
         redirect_uri: Some("https://shop.example/oauth-redirect".into()),
     })
 }
@@ -122,14 +126,32 @@ fn raw_reply(token: JsonScalar, expires_in: JsonScalar) -> ReplyOutcome {
     })
 }
 
+/// Another tab's helper stores `token`, valid until `expires_at` (its marker too).
+fn other_tab_stores(w: &mut World, token: &str, expires_at: Millis) {
+    w.storage = StoredEntries {
+        token: Some(token.into()),
+        expires: Some(format_http_date(expires_at)),
+        marker: Some(live_marker(token, expires_at)),
+    };
+}
+
+/// Another tab's helper announces `token` to tab `i`.
+fn announce(w: &mut World, i: usize, token: &str, expires_at: Millis, kind: NewsKind) {
+    w.input(
+        i,
+        Input::Tab(TabMessage::Token(Announcement {
+            fingerprint: fingerprint(token),
+            expires_at,
+            kind,
+        })),
+    );
+}
+
 /// Runs tab 0 to its proactive refresh and returns the time it was sent.
 fn run_to_refresh(w: &mut World) -> Millis {
     let due = w.next_deadline().expect("a refresh is scheduled");
     w.advance(due - w.now);
-    assert_eq!(
-        w.pending(0).map(|f| f.request.clone()),
-        Some(Request::Refresh)
-    );
+    assert!(w.pending(0).is_some_and(|f| is_refresh(&f.request)));
     w.now
 }
 
@@ -149,16 +171,22 @@ fn token_login_adopts_widget_expiry_and_sends_start_once_with_uuid() {
         Request::Start(StartRequest::Token {
             uuid: "uuid-1".into(),
             access_token: AccessToken::new(token.clone()),
+            keep_me_logged_in: false,
         })
     );
+    // The `active` event waits for the start reply, which knows the real expiry.
+    assert!(events(&w.take(0)).is_empty());
     // The backend echoes the token; the widget's sensible expiry stays.
     w.now += 200;
     w.respond(0, ok(&token, 3600));
     assert_eq!(w.tabs[0].engine.expires_at(), Some(widget_expiry));
-    assert!(events(&w.take(0)).contains(&Event::Active {
-        expires_at: widget_expiry,
-        source: ActiveSource::Login
-    }));
+    assert_eq!(
+        events(&w.take(0)),
+        [Event::Active {
+            expires_at: widget_expiry,
+            source: ActiveSource::Login
+        }]
+    );
     // The widget's own onCaptureSessionCreated for that login sends nothing.
     w.input(
         0,
@@ -214,54 +242,44 @@ fn token_login_believes_a_start_reply_shorter_than_the_widget_expiry() {
 #[test]
 fn another_tabs_news_corrects_an_overstated_expiry_and_its_new_token_is_adopted() {
     // This tab adopted the widget's stored entries: `_Expires` says an hour.
-    let mut w = tab_with_token(config(), "shared", 60 * MIN);
+    let mut w = World::new(config(), 1);
+    w.store_without_marker("shared", T0 + 60 * MIN);
+    w.start_all();
     assert_eq!(w.tabs[0].engine.expires_at(), Some(T0 + 60 * MIN));
-    // The login tab learnt from the backend that the token lives 40 s.
+    // The login tab learnt from the backend that the token lives 40 s, and
+    // stored that expiry.
     let real = w.now + 40 * SEC;
-    w.input(
-        0,
-        Input::Tab(TabNews::TokenReplaced {
-            token: AccessToken::new("shared"),
-            expires_at: real,
-        }),
-    );
+    other_tab_stores(&mut w, "shared", real);
+    w.input(0, Input::Visible(true));
     assert_eq!(w.tabs[0].engine.expires_at(), Some(real));
-    // A later date for the same token is not believed.
-    w.input(
-        0,
-        Input::Tab(TabNews::TokenReplaced {
-            token: AccessToken::new("shared"),
-            expires_at: real + 60 * MIN,
-        }),
-    );
+    // A later date for the same token in storage is not believed.
+    other_tab_stores(&mut w, "shared", real + 60 * MIN);
+    w.input(0, Input::Visible(true));
     assert_eq!(w.tabs[0].engine.expires_at(), Some(real));
     // The tab that got the token from the backend announces its exact expiry:
     // believed even when later than what this tab holds.
     let announced = real + 5 * SEC;
-    w.input(
-        0,
-        Input::Tab(TabNews::TokenAnnounced {
-            token: AccessToken::new("shared"),
-            expires_at: announced,
-        }),
-    );
+    announce(&mut w, 0, "shared", announced, NewsKind::Refreshed);
     assert_eq!(w.tabs[0].engine.expires_at(), Some(announced));
-    // A refreshed token from another tab is adopted even though it expires
-    // before the hour this tab first believed.
+    // A refreshed token from another tab is adopted, with its announced
+    // expiry, even though it expires before the hour this tab first believed.
     w.take(0);
     let next = w.now + 35 * SEC;
-    w.input(
-        0,
-        Input::Tab(TabNews::TokenReplaced {
-            token: AccessToken::new("refreshed"),
-            expires_at: next,
-        }),
-    );
+    other_tab_stores(&mut w, "refreshed", next);
+    announce(&mut w, 0, "refreshed", next, NewsKind::Refreshed);
     assert_eq!(w.tabs[0].engine.expires_at(), Some(next));
-    assert!(w
-        .take(0)
+    let actions = w.take(0);
+    assert!(actions
         .iter()
         .any(|a| matches!(a, Action::CreateCaptureSession(t) if t.expose() == "refreshed")));
+    // Its `active` event carries the announced expiry, and comes once.
+    assert_eq!(
+        events(&actions),
+        [Event::Active {
+            expires_at: next,
+            source: ActiveSource::Tab
+        }]
+    );
 }
 
 #[test]
@@ -290,7 +308,8 @@ fn one_time_login_tokens_are_ignored() {
             authorization_code: None,
             uuid: Some("uuid-1".into()),
             one_time: true,
-            widget_expires_at: None,
+            keep_me_logged_in: false,
+            widget_expires: None,
             redirect_uri: None,
         }),
     );
@@ -362,7 +381,8 @@ fn session_created_then_login_for_the_same_token_is_one_sign_in() {
             authorization_code: None,
             uuid: Some("uuid-1".into()),
             one_time: false,
-            widget_expires_at: Some(widget_expiry),
+            keep_me_logged_in: false,
+            widget_expires: Some(format_http_date(widget_expiry)),
             redirect_uri: None,
         }),
     );
@@ -387,7 +407,8 @@ fn a_login_event_without_uuid_warns_and_keeps_the_token() {
             authorization_code: None,
             uuid: None,
             one_time: false,
-            widget_expires_at: None,
+            keep_me_logged_in: false,
+            widget_expires: None,
             redirect_uri: None,
         }),
     );
@@ -411,6 +432,7 @@ fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
             authorization_code: AuthorizationCode::new(code),
             redirect_uri: "https://shop.example/oauth-redirect".into(),
             client_session: true,
+            keep_me_logged_in: false,
         })
     );
     let token = w.mint("srv");
@@ -418,17 +440,27 @@ fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
     w.respond(0, ok(&token, 3600));
     let expires_at = w.now + 3600 * SEC;
     let actions = w.take(0);
+    let seen = TokenSeen {
+        fingerprint: fingerprint(&token),
+        expires_at,
+    };
     assert_eq!(
-        actions[..3],
+        actions[..4],
         [
             // The widget first, then our write with the real expiry, which
-            // replaces the `_Expires` the widget wrote from accessTokenLifeHours.
+            // replaces the `_Expires` the widget wrote from accessTokenLifeHours;
+            // the marker records the backend session, the other tabs hear of it.
             Action::CreateCaptureSession(AccessToken::new(token.clone())),
             Action::WriteToken {
                 token: AccessToken::new(token.clone()),
                 expires_at
             },
-            Action::BroadcastTokenReplaced { expires_at },
+            Action::WriteMarker(Some(SessionMarker::Live { token: Some(seen) })),
+            Action::Broadcast(TabMessage::Token(Announcement {
+                fingerprint: seen.fingerprint,
+                expires_at,
+                kind: NewsKind::SignedIn
+            })),
         ]
     );
     assert!(events(&actions).contains(&Event::Active {
@@ -451,12 +483,12 @@ fn code_mode_without_client_session_stores_no_token_until_the_widget_needs_one()
     let null_token = raw_reply(JsonScalar::Null, JsonScalar::Number(3600.0));
     w.respond(0, null_token);
     assert_eq!(w.tabs[0].engine.state(), PublicState::Active);
-    assert_eq!(w.storage, StoredEntries::default());
+    assert_eq!(w.storage.token, None);
     assert!(!wrote_token(&w.take(0)));
     // Nothing proactive happens without a client token.
     w.advance(2 * 60 * MIN);
     assert!(w.pending(0).is_none());
-    assert_eq!(w.storage, StoredEntries::default());
+    assert_eq!(w.storage.token, None);
     // The widget needs a token now.
     w.input(
         0,
@@ -491,10 +523,7 @@ fn proactive_refresh_happens_refresh_ahead_seconds_before_expiry() {
     w.advance(55 * MIN - 1);
     assert!(w.pending(0).is_none());
     w.advance(1);
-    assert_eq!(
-        w.pending(0).map(|f| f.request.clone()),
-        Some(Request::Refresh)
-    );
+    assert!(w.pending(0).is_some_and(|f| is_refresh(&f.request)));
     assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
     let fresh = w.mint("srv");
     w.respond(0, ok(&fresh, 3600));
@@ -547,7 +576,7 @@ fn a_token_gets_at_most_one_proactive_refresh_then_ends_expired() {
     w.advance(1);
     assert_eq!(
         w.tabs[0].engine.session(),
-        &SessionState::Ended(EndReason::Expired)
+        &SessionState::Ended(EndCause::Expired)
     );
     let actions = w.take(0);
     assert!(actions.contains(&Action::ClearToken));
@@ -562,25 +591,31 @@ fn a_token_gets_at_most_one_proactive_refresh_then_ends_expired() {
 fn reactive_refresh_then_create_session_then_render_screen() {
     let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
     w.input(0, expired("editProfile"));
-    assert_eq!(
-        w.pending(0).map(|f| f.request.clone()),
-        Some(Request::Refresh)
-    );
+    assert!(w.pending(0).is_some_and(|f| is_refresh(&f.request)));
     let fresh = w.mint("srv");
     w.take(0);
     w.respond(0, ok(&fresh, 3600));
     let expires_at = w.now + 3600 * SEC;
     let t = AccessToken::new(fresh);
     let actions = w.take(0);
+    let seen = TokenSeen {
+        fingerprint: fingerprint(t.expose()),
+        expires_at,
+    };
     assert_eq!(
-        actions[..5],
+        actions[..6],
         [
             Action::CreateCaptureSession(t.clone()),
             Action::WriteToken {
                 token: t,
                 expires_at
             },
-            Action::BroadcastTokenReplaced { expires_at },
+            Action::WriteMarker(Some(SessionMarker::Live { token: Some(seen) })),
+            Action::Broadcast(TabMessage::Token(Announcement {
+                fingerprint: seen.fingerprint,
+                expires_at,
+                kind: NewsKind::Refreshed
+            })),
             Action::RenderScreen("editProfile".into()),
             Action::Emit(Event::Refreshed {
                 expires_at,
@@ -726,47 +761,103 @@ fn across_tabs_only_the_lock_holder_sends_and_the_others_adopt() {
 }
 
 #[test]
-fn lock_grant_with_a_fresher_token_in_storage_adopts_it_without_a_request() {
-    let mut w = tab_with_token(config(), "SECRET-old", 60 * MIN);
-    w.input(0, expired("editProfile"));
-    let f = w.take_request(0).expect("refresh in flight");
-    // Simulate: the lock was not ours yet; another tab refreshed meanwhile.
-    // Drive a second engine by hand to see exactly what it does.
-    let _ = f;
-    let mut e = Engine::new(config(), w.now, 1);
+fn lock_grant_with_a_fresher_token_in_storage_waits_for_its_news_and_adopts_it() {
+    // An engine driven by hand, to see exactly what it does.
+    let now = T0;
+    let mut e = Engine::new(config(), now, 1);
     e.handle(
         Input::Startup(StoredEntries {
             token: Some("SECRET-old".into()),
-            expires: Some(capture_session_core::format_http_date(w.now + 10 * MIN)),
+            expires: Some(format_http_date(now + 10 * MIN)),
+            marker: Some(live_marker("SECRET-old", now + 10 * MIN)),
         }),
-        w.now,
+        now,
     );
     while e.poll_action().is_some() {}
-    e.handle(expired("editProfile"), w.now);
+    e.handle(expired("editProfile"), now);
     assert_eq!(e.poll_action(), Some(Action::AcquireLock));
     assert_eq!(e.poll_action(), None);
-    let newer_at = w.now + 60 * MIN;
+    // Another tab refreshed while we waited: its token is in storage, its
+    // announcement (with the exact expiry) not here yet. Hold the lock, send nothing.
+    let newer_at = now + 60 * MIN;
+    let newer = StoredEntries {
+        token: Some("SECRET-newer".into()),
+        expires: Some(format_http_date(newer_at + 30 * MIN)),
+        marker: Some(live_marker("SECRET-newer", newer_at)),
+    };
+    e.handle(Input::LockGranted { stored: newer }, now);
+    assert_eq!(e.poll_action(), None);
+    assert_eq!(e.poll_timeout(), Some(now + NEWS_GRACE_MS));
+    // The announcement comes: adopted with its expiry, the lock goes, no request.
     e.handle(
-        Input::LockGranted {
-            stored: StoredEntries {
-                token: Some("SECRET-newer".into()),
-                expires: Some(capture_session_core::format_http_date(newer_at)),
-            },
-        },
-        w.now,
+        Input::Tab(TabMessage::Token(Announcement {
+            fingerprint: fingerprint("SECRET-newer"),
+            expires_at: newer_at,
+            kind: NewsKind::Refreshed,
+        })),
+        now + 20,
     );
     let actions: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
     assert!(!actions.iter().any(|a| matches!(a, Action::Send { .. })));
     assert_eq!(
-        actions[..3],
+        actions[..4],
         [
-            Action::CreateCaptureSession(AccessToken::new("SECRET-newer")),
             Action::ReleaseLock,
+            Action::CreateCaptureSession(AccessToken::new("SECRET-newer")),
+            Action::WriteToken {
+                token: AccessToken::new("SECRET-newer"),
+                expires_at: newer_at
+            },
             Action::RenderScreen("editProfile".into()),
         ]
     );
+    assert!(actions.contains(&Action::Emit(Event::Active {
+        expires_at: newer_at,
+        source: ActiveSource::Tab
+    })));
     assert_eq!(e.state(), PublicState::Active);
-    assert_eq!(e.expires_at(), Some(newer_at / 1000 * 1000));
+    assert_eq!(e.expires_at(), Some(newer_at));
+}
+
+#[test]
+fn lock_grant_with_a_fresher_token_nobody_announces_adopts_it_after_the_wait() {
+    let now = T0;
+    let mut e = Engine::new(config(), now, 1);
+    e.handle(
+        Input::Startup(StoredEntries {
+            token: Some("SECRET-old".into()),
+            expires: Some(format_http_date(now + 10 * MIN)),
+            marker: None,
+        }),
+        now,
+    );
+    while e.poll_action().is_some() {}
+    e.handle(expired("editProfile"), now);
+    assert_eq!(e.poll_action(), Some(Action::AcquireLock));
+    let newer_at = now + 60 * MIN;
+    let newer = StoredEntries {
+        token: Some("SECRET-newer".into()),
+        expires: Some(format_http_date(newer_at)),
+        marker: None,
+    };
+    e.handle(
+        Input::LockGranted {
+            stored: newer.clone(),
+        },
+        now,
+    );
+    assert_eq!(e.poll_action(), None);
+    e.handle(Input::Storage(newer), now + NEWS_GRACE_MS);
+    e.handle_timeout(now + NEWS_GRACE_MS);
+    let actions: Vec<Action> = std::iter::from_fn(|| e.poll_action()).collect();
+    assert!(!actions.iter().any(|a| matches!(a, Action::Send { .. })));
+    assert!(actions.contains(&Action::ReleaseLock));
+    assert!(
+        actions.contains(&Action::CreateCaptureSession(AccessToken::new(
+            "SECRET-newer"
+        )))
+    );
+    assert_eq!(e.expires_at(), Some(newer_at));
 }
 
 /// Two tabs sharing a token whose refresh timers fired together: one
@@ -829,7 +920,7 @@ fn a_tab_granted_the_lock_after_missing_the_news_adopts_from_storage() {
     let (mut w, sender, other) = two_tabs_refreshing();
     let fresh = answer_refresh(&mut w, sender);
     // The broadcast is lost; only the storage writes arrive.
-    w.tabs[other].inbox.retain(|m| !matches!(m, Msg::TokenNews));
+    w.tabs[other].inbox.retain(|m| !matches!(m, Msg::Tab(_)));
     w.settle();
     assert_eq!(w.tabs[other].token().as_deref(), Some("SECRET-shared"));
     w.advance(KEEP_LOCK_MS);
@@ -884,7 +975,8 @@ fn lock_grant_with_our_own_token_in_storage_sends_the_refresh() {
     let mut e = Engine::new(config(), T0, 1);
     let stored = StoredEntries {
         token: Some("SECRET-old".into()),
-        expires: Some(capture_session_core::format_http_date(T0 + 50 * MIN)),
+        expires: Some(format_http_date(T0 + 50 * MIN)),
+        marker: None,
     };
     e.handle(Input::Startup(stored.clone()), T0);
     while e.poll_action().is_some() {}
@@ -894,13 +986,16 @@ fn lock_grant_with_our_own_token_in_storage_sends_the_refresh() {
     );
     assert_eq!(e.poll_action(), Some(Action::AcquireLock));
     e.handle(Input::LockGranted { stored }, T0);
-    assert!(matches!(
+    assert_eq!(
         e.poll_action(),
         Some(Action::Send {
-            request: Request::Refresh,
-            ..
+            id: RequestId(1),
+            request: Request::Refresh(RefreshRequest {
+                replace: Some(fingerprint("SECRET-old")),
+                interactive: Some(true),
+            }),
         })
-    ));
+    );
 }
 
 #[test]
@@ -914,7 +1009,7 @@ fn without_cross_tab_no_lock_is_taken() {
     let all = &w.tabs[0].actions;
     assert!(!all.iter().any(|a| matches!(
         a,
-        Action::AcquireLock | Action::ReleaseLock | Action::BroadcastTokenReplaced { .. }
+        Action::AcquireLock | Action::ReleaseLock | Action::Broadcast(_)
     )));
 }
 
@@ -981,14 +1076,40 @@ fn offline_pauses_retries_until_online() {
     run_to_refresh(&mut w);
     w.input(0, Input::Online(false));
     w.respond(0, ReplyOutcome::Network);
-    w.advance(30 * MIN);
+    w.advance(4 * MIN);
     assert!(w.pending(0).is_none(), "no attempt while offline");
     assert_eq!(w.refreshes_sent(), 1);
     assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
     w.input(0, Input::Online(true));
+    assert!(w.pending(0).is_some_and(|f| is_refresh(&f.request)));
+}
+
+#[test]
+fn a_token_past_its_expiry_is_never_active_while_a_retry_waits() {
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.input(0, Input::Online(false));
+    w.respond(0, ReplyOutcome::Network);
+    w.advance(5 * MIN - 1);
+    assert_eq!(w.tabs[0].engine.state(), PublicState::Refreshing);
+    w.advance(1);
     assert_eq!(
-        w.pending(0).map(|f| f.request.clone()),
-        Some(Request::Refresh)
+        w.tabs[0].engine.session(),
+        &SessionState::Ended(EndCause::Expired)
+    );
+    // A Retry-After far beyond the expiry (capped at retry.maxMs) does not
+    // keep an expired token around either.
+    let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
+    run_to_refresh(&mut w);
+    w.respond(0, throttled(503, u64::MAX));
+    let (_, retry_in, _) = failures(&w.take(0))[0];
+    assert_eq!(retry_in, Some(config().retry.max_ms));
+    w.advance(5 * MIN);
+    // The retry went out at once Retry-After (capped) was over; it fails too.
+    w.respond(0, throttled(503, u64::MAX));
+    assert_eq!(
+        w.tabs[0].engine.session(),
+        &SessionState::Ended(EndCause::Expired)
     );
 }
 
@@ -1021,11 +1142,14 @@ fn a_401_ends_the_session_with_reason_server_in_every_tab() {
     w.start_all();
     w.input(0, expired("x"));
     w.respond(0, status(401));
-    for (i, reason) in [EndReason::Server, EndReason::Tab].into_iter().enumerate() {
-        assert_eq!(w.tabs[i].engine.session(), &SessionState::Ended(reason));
-        assert!(w.tabs[i].events.contains(&Event::Ended { reason }));
+    for (i, cause) in [EndCause::Server, EndCause::Tab].into_iter().enumerate() {
+        assert_eq!(w.tabs[i].engine.session(), &SessionState::Ended(cause));
+        assert!(w.tabs[i].events.contains(&Event::Ended {
+            reason: cause.reason()
+        }));
     }
-    assert_eq!(w.storage, StoredEntries::default());
+    // No backend session: the marker says so.
+    assert_eq!(w.storage.marker.as_deref(), Some("gone"));
     assert!(w.tabs[0].actions.contains(&Action::ClearToken));
 }
 
@@ -1101,7 +1225,7 @@ fn widget_logout_cancels_the_refresh_clears_and_tells_backend_and_tabs() {
     let actions = w.take(0);
     assert_eq!(actions[0], Action::Abort(f.id));
     assert!(actions.contains(&Action::ClearToken));
-    assert!(actions.contains(&Action::BroadcastSessionEnded));
+    assert!(actions.contains(&Action::Broadcast(TabMessage::SessionEnded)));
     assert!(actions.contains(&Action::Emit(Event::Ended {
         reason: EndReason::Logout
     })));
@@ -1119,11 +1243,13 @@ fn widget_logout_cancels_the_refresh_clears_and_tells_backend_and_tabs() {
         },
     );
     assert!(!wrote_token(&w.take(0)));
-    assert_eq!(w.storage, StoredEntries::default());
+    assert_eq!(w.storage.token, None);
+    // The logout is pending until the backend confirms it.
+    assert_eq!(w.storage.marker.as_deref(), Some("ending"));
     assert_eq!(w.tabs[0].engine.state(), PublicState::Ended);
     assert_eq!(
         w.tabs[1].engine.session(),
-        &SessionState::Ended(EndReason::Tab)
+        &SessionState::Ended(EndCause::Tab)
     );
     assert_eq!(w.lock_holder, None);
     assert_eq!(w.next_deadline(), None, "timers cancelled");
@@ -1154,9 +1280,12 @@ fn an_ended_session_stays_ended_until_a_new_login() {
     w.store("SECRET-stored", T0 + 60 * MIN);
     w.start_all();
     w.input(0, Input::Api(ApiCall::End));
-    // Another tab somehow writes a token and tells us; the widget complains; the API is called.
-    w.store("SECRET-other", w.now + 60 * MIN);
-    w.tabs[0].inbox.push_back(Msg::TokenNews);
+    // A late refresh of the ended session shows up in storage and is
+    // announced; the widget complains; the API is called.
+    w.respond(0, ReplyOutcome::SuccessUnparsed); // the logout notice is confirmed
+    let later = w.now + 60 * MIN;
+    other_tab_stores(&mut w, "SECRET-other", later);
+    announce(&mut w, 0, "SECRET-other", later, NewsKind::Refreshed);
     w.input(0, expired("x"));
     w.input(0, Input::Api(ApiCall::Refresh));
     w.advance(3 * 60 * MIN);
@@ -1195,8 +1324,11 @@ fn startup_adopts_a_valid_stored_token_and_schedules_it() {
 fn startup_with_an_expired_or_missing_token_refreshes_once_before_ready() {
     for stored in [Some(T0 - 1000), None] {
         let mut w = World::new(config(), 1);
-        if let Some(at) = stored {
-            w.store("SECRET-stored", at);
+        match stored {
+            Some(at) => w.store("SECRET-stored", at),
+            // The marker says a backend session exists (its token expired
+            // and was removed by the helper).
+            None => w.storage.marker = Some(SessionMarker::Live { token: None }.encode()),
         }
         w.start_all();
         assert_eq!(w.tabs[0].ready_settled, 0, "ready waits for the refresh");
@@ -1216,8 +1348,11 @@ fn startup_with_an_expired_or_missing_token_refreshes_once_before_ready() {
 #[test]
 fn startup_refresh_without_backend_session_resolves_ready_with_no_session() {
     let mut w = World::new(config(), 1);
+    w.store("SECRET-stored", T0 - 1000);
     w.start_all();
     w.respond(0, status(401));
+    // The marker's evidence is gone with it: the next page load asks nothing.
+    assert_eq!(w.storage.marker.as_deref(), Some("gone"));
     assert_eq!(w.tabs[0].ready_settled, 1);
     assert_eq!(w.tabs[0].engine.state(), PublicState::None);
     assert!(!w.tabs[0]
@@ -1243,6 +1378,7 @@ fn startup_with_corrupt_entries_warns_and_starts_without_a_session() {
         w.storage = StoredEntries {
             token: token.map(String::from),
             expires: expires.map(String::from),
+            marker: None,
         };
         w.start_all();
         let actions = w.take(0);
@@ -1252,8 +1388,9 @@ fn startup_with_corrupt_entries_warns_and_starts_without_a_session() {
             "{token:?} {expires:?}"
         );
         assert_eq!(w.tabs[0].engine.expires_at(), None);
-        // ... then behaves like a missing token: one refresh, ready after it.
-        w.respond(0, status(401));
+        // ... then behaves like a missing token: with no evidence of a
+        // backend session, no request at all.
+        assert!(w.sent.is_empty());
         assert_eq!(w.tabs[0].engine.state(), PublicState::None);
         assert_eq!(w.tabs[0].ready_settled, 1);
     }
@@ -1262,6 +1399,7 @@ fn startup_with_corrupt_entries_warns_and_starts_without_a_session() {
 #[test]
 fn startup_transient_failure_resolves_ready_and_keeps_retrying() {
     let mut w = World::new(config(), 1);
+    w.store("SECRET-stored", T0 - 1000);
     w.start_all();
     w.respond(0, ReplyOutcome::Network);
     assert_eq!(w.tabs[0].ready_settled, 1);
@@ -1303,10 +1441,7 @@ fn waking_from_sleep_past_the_refresh_time_refreshes_at_once() {
     w.set_clock(T0 + 58 * MIN);
     w.input(0, Input::Visible(true));
     assert!(warnings(&w.take(0)).contains(&WarningCode::ClockJump));
-    assert_eq!(
-        w.pending(0).map(|f| f.request.clone()),
-        Some(Request::Refresh)
-    );
+    assert!(w.pending(0).is_some_and(|f| is_refresh(&f.request)));
 }
 
 #[test]
@@ -1319,7 +1454,7 @@ fn waking_after_expiry_with_the_backend_down_ends_expired() {
     w.respond(0, ReplyOutcome::Network);
     assert_eq!(
         w.tabs[0].engine.session(),
-        &SessionState::Ended(EndReason::Expired)
+        &SessionState::Ended(EndCause::Expired)
     );
 }
 
@@ -1385,10 +1520,7 @@ fn a_refresh_asked_for_during_the_start_request_follows_it() {
         Some(Request::Start(_))
     ));
     w.respond(0, ok(&token, 3600));
-    assert_eq!(
-        w.pending(0).map(|f| f.request.clone()),
-        Some(Request::Refresh)
-    );
+    assert!(w.pending(0).is_some_and(|f| is_refresh(&f.request)));
     let fresh = w.mint("srv");
     w.respond(0, ok(&fresh, 3600));
     assert_eq!(w.tabs[0].refresh_results, [Ok(())]);
@@ -1400,19 +1532,34 @@ fn a_refresh_asked_for_during_the_start_request_follows_it() {
 }
 
 #[test]
-fn session_created_after_the_end_does_not_revive_it() {
+fn a_session_the_page_creates_after_an_end_is_a_new_sign_in_but_the_ended_token_is_not() {
     let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);
     w.input(0, Input::Widget(WidgetEvent::SessionEnded));
+    // The widget re-reporting the ended token brings nothing back.
+    w.input(
+        0,
+        Input::Widget(WidgetEvent::SessionCreated {
+            access_token: Some(AccessToken::new("SECRET-stored")),
+        }),
+    );
+    w.advance(1);
+    assert_eq!(
+        w.tabs[0].engine.session(),
+        &SessionState::Ended(EndCause::Logout(LogoutBy::Widget))
+    );
+    // The page handing the widget a token of its own is a sign-in.
     let other = w.mint("page");
     w.input(
         0,
         Input::Widget(WidgetEvent::SessionCreated {
-            access_token: Some(AccessToken::new(other)),
+            access_token: Some(AccessToken::new(other.clone())),
         }),
     );
+    assert_eq!(w.tabs[0].token(), Some(other));
     assert_eq!(
-        w.tabs[0].engine.session(),
-        &SessionState::Ended(EndReason::Logout)
+        w.count_sent(0, |r| matches!(r, Request::Start(_))),
+        0,
+        "no start request for it"
     );
 }
 
@@ -1443,6 +1590,7 @@ fn stored_expiries_are_read_with_the_given_date_parser() {
             Input::Startup(StoredEntries {
                 token: Some("SECRET-stored".into()),
                 expires: Some(expires.into()),
+                marker: None,
             }),
             T0,
         );

@@ -1,18 +1,29 @@
 //! Property tests: random interleavings of every input across several tabs
-//! (widget events, API calls, replies delivered late or at once, lock grants
-//! and tab news delivered in any order, timers, sleeps and clock changes).
+//! (widget events, API calls, replies delivered late or at once, lock grants,
+//! tab messages and storage writes delivered in any order, timers, sleeps and
+//! clock changes, page reloads, pages that log out by removing the widget's
+//! keys).
 //!
 //! The harness asserts the invariants on every step:
 //! 1. never two refresh requests in flight (across tabs; only the lock holder sends);
-//! 2. no token adopted after the session ended without a new login;
+//! 2. no action or event's `Debug` contains a secret;
 //! 3. a valid token is never cleared by a transient failure (or any non-logout input);
 //! 4. the requests per token lifetime are bounded (`maxAttempts` per trigger),
 //!    and a login's start requests by `maxAttempts`;
 //! 5. no tab refreshes a token another tab has just replaced (each tab reads
 //!    its own copy of storage, and lock grants may overtake the writes that
-//!    copy has yet to learn of).
+//!    copy has yet to learn of);
+//! 6. no refresh and no start while a logout is pending (the tab's copy of
+//!    storage says `ending`);
+//! 7. nothing brings back a session the user ended: a tab whose session was
+//!    ended comes back only with a token of a sign-in nobody ended, and once
+//!    every message is delivered no tab, widget or storage holds a token of
+//!    an ended sign-in.
 //!
-//! It also checks that no action or event's `Debug` contains a secret.
+//! And over whole runs:
+//! 8. a page view with no evidence of a backend session makes no request;
+//! 9. a sign-in reaches every tab, whatever happened before
+//!    (`a_sign_in_reaches_every_tab`).
 #![allow(clippy::unwrap_used)]
 
 mod harness;
@@ -29,6 +40,14 @@ fn cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
+}
+
+/// 2,000 shrink steps unless `PROPTEST_MAX_SHRINK_ITERS` says otherwise.
+fn shrink_iters() -> u32 {
+    std::env::var("PROPTEST_MAX_SHRINK_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +101,12 @@ enum Op {
     Online(usize, bool),
     Visible(usize, bool),
     StorageFailed(usize),
+    /// The widget loads (after the helper) in the tab.
+    WidgetLoaded(usize),
+    /// The page of the tab logs out by removing the widget's keys.
+    PageRemovesKeys(usize),
+    /// The tab reloads.
+    Reload(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -104,7 +129,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         1 => Just(Outcome::MissingToken),
         1 => Just(Outcome::BadExpiresIn),
         1 => Just(Outcome::Unauthorized),
-        1 => (prop_oneof![Just(429u16), Just(503)], 0u64..120_000)
+        1 => (prop_oneof![Just(429u16), Just(503)], prop_oneof![0u64..120_000, Just(u64::MAX)])
             .prop_map(|(s, r)| Outcome::Throttled(s, r)),
         2 => Just(Outcome::ServerError),
         1 => Just(Outcome::BadRequest),
@@ -148,11 +173,14 @@ fn op(tabs: usize) -> impl Strategy<Value = Op> {
         1 => tab.clone().prop_map(Op::ApiEnd),
         1 => (tab.clone(), any::<bool>()).prop_map(|(t, b)| Op::Online(t, b)),
         1 => (tab.clone(), any::<bool>()).prop_map(|(t, b)| Op::Visible(t, b)),
-        1 => tab.prop_map(Op::StorageFailed),
+        1 => tab.clone().prop_map(Op::StorageFailed),
+        1 => tab.clone().prop_map(Op::WidgetLoaded),
+        1 => tab.clone().prop_map(Op::PageRemovesKeys),
+        1 => tab.prop_map(Op::Reload),
     ]
 }
 
-fn scenario() -> impl Strategy<Value = Scenario> {
+fn scenario_with(ops: impl Fn(usize) -> BoxedStrategy<Vec<Op>>) -> impl Strategy<Value = Scenario> {
     (
         1usize..=3,
         prop_oneof![
@@ -168,10 +196,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             0u64..5000,
             1u32..=5,
         ),
-        0u8..4,
+        0u8..8,
     )
         .prop_flat_map(
-            |(
+            move |(
                 tabs,
                 (mode, client_session),
                 cross_tab,
@@ -180,7 +208,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 (base, extra, n),
                 stored,
             )| {
-                prop::collection::vec(op(tabs), 1..80).prop_map(move |ops| Scenario {
+                ops(tabs).prop_map(move |ops| Scenario {
                     tabs,
                     mode,
                     client_session,
@@ -199,7 +227,11 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         )
 }
 
-fn reply_outcome(w: &mut World, o: Outcome) -> ReplyOutcome {
+fn scenario() -> impl Strategy<Value = Scenario> {
+    scenario_with(|tabs| prop::collection::vec(op(tabs), 1..80).boxed())
+}
+
+fn reply_outcome(w: &mut World, o: Outcome, request: &Request) -> ReplyOutcome {
     let raw = |t: JsonScalar, e: JsonScalar| {
         ReplyOutcome::Success(RawTokenReply {
             access_token: t,
@@ -208,6 +240,8 @@ fn reply_outcome(w: &mut World, o: Outcome) -> ReplyOutcome {
         })
     };
     match o {
+        // An end's success is a 204.
+        Outcome::Ok(_) if *request == Request::End => ReplyOutcome::SuccessUnparsed,
         Outcome::Ok(secs) => {
             let t = w.mint("srv");
             ok(&t, secs)
@@ -227,7 +261,7 @@ fn reply_outcome(w: &mut World, o: Outcome) -> ReplyOutcome {
     }
 }
 
-fn run(s: &Scenario) {
+fn world(s: &Scenario) -> World {
     let mut c = Config::with_refresh_url("https://shop.example/capture-session/refresh");
     c.start_url = Some("https://shop.example/capture-session/start".into());
     c.end_url = Some("https://shop.example/capture-session/end".into());
@@ -238,133 +272,191 @@ fn run(s: &Scenario) {
     c.token_lifetime_secs = s.token_lifetime_secs;
     c.retry = s.retry;
     let mut w = World::new(c, s.tabs);
+    let stored = "SECRET-stored";
+    w.epoch_of.insert(stored.into(), 0);
+    // The backend holds the session found in storage (and none after a
+    // logout it has yet to confirm).
     match s.stored {
-        1 => w.store("SECRET-stored-valid", T0 + 20 * 60_000),
-        2 => w.store("SECRET-stored-expired", T0 - 1000),
+        1 | 2 | 4 | 6 | 7 => w.backend_epoch = Some(0),
+        5 => {
+            w.ended_epochs.insert(0, 0);
+        }
+        _ => {}
+    }
+    match s.stored {
+        1 => w.store(stored, T0 + 20 * 60_000),
+        2 => w.store(stored, T0 - 1000),
         3 => {
             w.storage = StoredEntries {
                 token: Some("SECRET garbage".into()),
                 expires: Some("not a date".into()),
+                marker: None,
             }
         }
+        4 => w.storage.marker = Some(SessionMarker::Live { token: None }.encode()),
+        5 => w.storage.marker = Some(SessionMarker::Ending.encode()),
+        6 => w.store_without_marker(stored, T0 + 20 * 60_000),
+        7 => w.storage.marker = Some(live_marker(stored, T0 + 20 * 60_000)),
         _ => {}
     }
     for i in 0..s.tabs {
-        let stored = w.storage.clone();
-        w.send(i, Input::Startup(stored));
+        w.tabs[i].inbox.push_back(Msg::Startup);
     }
-    for op in &s.ops {
-        match *op {
-            Op::Deliver(i) => {
-                w.deliver(i);
-            }
-            Op::DeliverOutOfOrder(i, n) => {
-                w.deliver_nth(i, n);
-            }
-            Op::DeliverLockGrant(i) => w.deliver_lock_grant(i),
-            Op::DeliverAll => w.settle(),
-            Op::Advance(ms) => {
-                // Timers fire on time; messages already queued stay queued.
-                let target = w.now + ms;
-                for round in 0.. {
-                    assert!(round < 10_000, "timers keep firing at {}", w.now);
-                    match w.next_deadline() {
-                        Some(d) if d <= target => {
-                            w.now = w.now.max(d);
-                            for i in 0..w.tabs.len() {
-                                if w.tabs[i].engine.poll_timeout().is_some_and(|d| d <= w.now) {
-                                    w.fire(i);
-                                }
+    w
+}
+
+fn apply(w: &mut World, s: &Scenario, op: &Op) {
+    match *op {
+        Op::Deliver(i) => {
+            w.deliver(i);
+        }
+        Op::DeliverOutOfOrder(i, n) => {
+            w.deliver_nth(i, n);
+        }
+        Op::DeliverLockGrant(i) => w.deliver_lock_grant(i),
+        Op::DeliverAll => w.settle(),
+        Op::Advance(ms) => {
+            // Timers fire on time; messages already queued stay queued.
+            let target = w.now + ms;
+            for round in 0.. {
+                assert!(round < 10_000, "timers keep firing at {}", w.now);
+                match w.next_deadline() {
+                    Some(d) if d <= target => {
+                        w.now = w.now.max(d);
+                        for i in 0..w.tabs.len() {
+                            if w.tabs[i].engine.poll_timeout().is_some_and(|d| d <= w.now) {
+                                w.fire(i);
                             }
                         }
-                        _ => break,
                     }
-                }
-                w.now = target;
-            }
-            Op::Sleep(ms) => w.set_clock(w.now + ms),
-            Op::ClockBack(ms) => w.set_clock(w.now.saturating_sub(ms).max(T0 / 2)),
-            Op::Reply {
-                tab,
-                outcome,
-                at_once,
-            } => {
-                if let Some(f) = w.take_request(tab) {
-                    let outcome = reply_outcome(&mut w, outcome);
-                    let input = Input::Reply { id: f.id, outcome };
-                    if at_once {
-                        w.handle(tab, input);
-                    } else {
-                        w.send(tab, input);
-                    }
+                    _ => break,
                 }
             }
-            Op::Login {
-                tab,
-                one_time,
-                widget_expiry,
-            } => {
-                let input = if s.mode == Mode::Token {
-                    let t = w.mint("login");
-                    Input::Widget(WidgetEvent::LoginSuccess {
-                        access_token: Some(AccessToken::new(t)),
-                        authorization_code: None,
-                        uuid: Some("uuid-1".into()),
-                        one_time,
-                        widget_expires_at: widget_expiry.map(|e| w.now + e),
-                        redirect_uri: None,
-                    })
-                } else {
-                    let code = w.mint("code");
-                    Input::Widget(WidgetEvent::LoginSuccess {
-                        access_token: None,
-                        authorization_code: Some(AuthorizationCode::new(code)),
-                        uuid: Some("uuid-1".into()),
-                        one_time,
-                        widget_expires_at: None,
-                        redirect_uri: Some("https://shop.example/cb".into()),
-                    })
-                };
-                w.handle(tab, input);
-            }
-            Op::Reactive(tab, r) => {
-                let screen = Some("editProfile".to_string());
-                let ev = match r {
-                    Reactive::Expired => WidgetEvent::ExpiredToken { screen },
-                    Reactive::Invalid => WidgetEvent::InvalidToken { screen },
-                    Reactive::Denied => WidgetEvent::AccessDenied { screen },
-                    Reactive::SaveFailedToken => WidgetEvent::SaveFailed {
-                        screen,
-                        status_message: Some("invalidAccessToken".into()),
-                    },
-                    Reactive::SaveFailedOther => WidgetEvent::SaveFailed {
-                        screen,
-                        status_message: Some("invalidFormFields".into()),
-                    },
-                };
-                w.handle(tab, Input::Widget(ev));
-            }
-            Op::SessionCreated(tab, widget_own) => {
-                let token = if widget_own {
-                    w.tabs[tab].widget_token.clone()
-                } else {
-                    Some(w.mint("page"))
-                };
-                w.handle(
-                    tab,
-                    Input::Widget(WidgetEvent::SessionCreated {
-                        access_token: token.map(AccessToken::new),
-                    }),
-                );
-            }
-            Op::WidgetEnded(tab) => w.handle(tab, Input::Widget(WidgetEvent::SessionEnded)),
-            Op::ApiRefresh(tab) => w.handle(tab, Input::Api(ApiCall::Refresh)),
-            Op::ApiEnd(tab) => w.handle(tab, Input::Api(ApiCall::End)),
-            Op::Online(tab, on) => w.handle(tab, Input::Online(on)),
-            Op::Visible(tab, v) => w.handle(tab, Input::Visible(v)),
-            Op::StorageFailed(tab) => w.handle(tab, Input::StorageFailed),
+            w.now = target;
         }
-        check_public_view(&w);
+        Op::Sleep(ms) => w.set_clock(w.now + ms),
+        Op::ClockBack(ms) => w.set_clock(w.now.saturating_sub(ms).max(T0 / 2)),
+        Op::Reply {
+            tab,
+            outcome,
+            at_once,
+        } => {
+            if let Some(f) = w.take_request(tab) {
+                let outcome = reply_outcome(w, outcome, &f.request);
+                w.note_reply(&f, &outcome);
+                let input = Input::Reply { id: f.id, outcome };
+                if at_once {
+                    w.reply(tab, input);
+                } else {
+                    w.send(tab, input);
+                }
+            }
+        }
+        Op::Login {
+            tab,
+            one_time,
+            widget_expiry,
+        } => {
+            let input = if s.mode == Mode::Token {
+                let t = w.mint_login("login");
+                // The widget stores the token with its own idea of the expiry.
+                let expires = Some(format_expiry(
+                    w.now + widget_expiry.unwrap_or(w.widget_lifetime_ms),
+                ));
+                if !one_time {
+                    // (No session is built on a one-time token.)
+                    w.tabs[tab].widget_token = Some(t.clone());
+                    w.write_as_widget(tab, t.clone(), expires.clone());
+                }
+                Input::Widget(WidgetEvent::LoginSuccess {
+                    access_token: Some(AccessToken::new(t)),
+                    authorization_code: None,
+                    uuid: Some("uuid-1".into()),
+                    one_time,
+                    keep_me_logged_in: false,
+                    widget_expires: expires,
+                    redirect_uri: None,
+                })
+            } else {
+                let code = w.mint_login("code");
+                Input::Widget(WidgetEvent::LoginSuccess {
+                    access_token: None,
+                    authorization_code: Some(AuthorizationCode::new(code)),
+                    uuid: Some("uuid-1".into()),
+                    one_time,
+                    keep_me_logged_in: true,
+                    widget_expires: None,
+                    redirect_uri: Some("https://shop.example/cb".into()),
+                })
+            };
+            w.handle(tab, input);
+        }
+        Op::Reactive(tab, r) => {
+            let screen = Some("editProfile".to_string());
+            let ev = match r {
+                Reactive::Expired => WidgetEvent::ExpiredToken { screen },
+                Reactive::Invalid => WidgetEvent::InvalidToken { screen },
+                Reactive::Denied => WidgetEvent::AccessDenied { screen },
+                Reactive::SaveFailedToken => WidgetEvent::SaveFailed {
+                    screen,
+                    status_message: Some("invalidAccessToken".into()),
+                },
+                Reactive::SaveFailedOther => WidgetEvent::SaveFailed {
+                    screen,
+                    status_message: Some("invalidFormFields".into()),
+                },
+            };
+            w.handle(tab, Input::Widget(ev));
+        }
+        Op::SessionCreated(tab, widget_own) => {
+            let token = if widget_own {
+                w.tabs[tab].widget_token.clone()
+            } else {
+                // The page hands the widget a token of its own.
+                let t = w.mint_login("page");
+                w.tabs[tab].widget_token = Some(t.clone());
+                w.write_as_widget(tab, t.clone(), Some(format_expiry(w.now + 3_600_000)));
+                Some(t)
+            };
+            w.handle(
+                tab,
+                Input::Widget(WidgetEvent::SessionCreated {
+                    access_token: token.map(AccessToken::new),
+                }),
+            );
+        }
+        Op::WidgetEnded(tab) => {
+            // The user signs out in the widget: it ends its session (removes
+            // its keys) and fires `onCaptureSessionEnded`.
+            let ended = w.logout_epochs(tab);
+            w.widget_ends_session(tab);
+            w.handle(tab, Input::Widget(WidgetEvent::SessionEnded));
+            w.end_epochs(ended);
+        }
+        Op::ApiRefresh(tab) => w.handle(tab, Input::Api(ApiCall::Refresh)),
+        Op::ApiEnd(tab) => {
+            let ended = w.logout_epochs(tab);
+            w.handle(tab, Input::Api(ApiCall::End));
+            w.end_epochs(ended);
+        }
+        Op::Online(tab, on) => w.handle(tab, Input::Online(on)),
+        Op::Visible(tab, v) => w.handle(tab, Input::Visible(v)),
+        Op::StorageFailed(tab) => w.handle(tab, Input::StorageFailed),
+        Op::WidgetLoaded(tab) => w.handle(tab, Input::WidgetLoaded),
+        Op::PageRemovesKeys(tab) => w.page_removes_keys(tab),
+        Op::Reload(tab) => w.reload(tab),
+    }
+    check_public_view(w);
+}
+
+fn format_expiry(at: Millis) -> String {
+    capture_session_core::format_http_date(at)
+}
+
+fn run(s: &Scenario) -> World {
+    let mut w = world(s);
+    for op in &s.ops {
+        apply(&mut w, s, op);
     }
     // Whatever happened, the world can settle and every tab has answered `ready`
     // once its start-up input was delivered.
@@ -375,6 +467,29 @@ fn run(s: &Scenario) {
     if s.cross_tab {
         assert!(w.max_refreshes_in_flight <= 1);
     }
+    // 8: without evidence of a backend session (stored, or made by a sign-in,
+    // or asked for by the page or the widget) no request goes out.
+    // (A valid widget session in storage counts: its proactive refresh asks.)
+    let evidence = matches!(s.stored, 1 | 2 | 4 | 5 | 6 | 7)
+        || s.ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::Login {
+                    one_time: false,
+                    ..
+                } | Op::SessionCreated(..)
+                    | Op::ApiRefresh(_)
+                    | Op::Reactive(..)
+            )
+        });
+    if !evidence {
+        assert!(
+            w.sent.is_empty(),
+            "requests with no evidence of a session: {:?}",
+            w.sent
+        );
+    }
+    w
 }
 
 /// What the page can see agrees with the engine's state.
@@ -389,24 +504,131 @@ fn check_public_view(w: &World) {
             SessionState::Active(s) => assert_eq!(e.expires_at(), Some(s.expires_at)),
             _ => assert_eq!(e.expires_at(), None),
         }
-        if t.ended_since_login {
-            assert!(t.token().is_none(), "a token after the session ended");
+        // A token past its expiry is never reported active.
+        if e.state() == PublicState::Active {
+            if let SessionState::Active(s) = e.session() {
+                if s.token.is_some() && t.last_now == w.now {
+                    assert!(
+                        s.expires_at > w.now || e.poll_timeout().is_some_and(|d| d <= w.now),
+                        "an expired token reported active with nothing due: {:?}",
+                        e.session()
+                    );
+                }
+            }
         }
     }
+}
+
+/// 9: after anything, a sign-in (answered by the backend) reaches every tab.
+fn sign_in_reaches_every_tab(s: &Scenario, login_tab: usize) {
+    let mut w = run(s);
+    // Let every request in flight be answered, the backend back up.
+    answer_everything(&mut w, s);
+    apply(
+        &mut w,
+        s,
+        &Op::Login {
+            tab: login_tab,
+            one_time: false,
+            widget_expiry: None,
+        },
+    );
+    answer_everything(&mut w, s);
+    let token = w.tabs[login_tab].token();
+    assert!(
+        w.tabs[login_tab].engine.state() == PublicState::Active,
+        "the signed-in tab is not active: {:?}",
+        w.tabs[login_tab].engine.session()
+    );
+    let epoch = token.as_ref().and_then(|t| w.epoch_of.get(t).copied());
+    for (i, t) in w.tabs.iter().enumerate() {
+        let theirs = t.token().and_then(|t| w.epoch_of.get(&t).copied());
+        if s.mode == Mode::Code && !s.client_session && token.is_none() {
+            continue; // no client-side token to share
+        }
+        assert!(
+            t.engine.state() == PublicState::Active && theirs == epoch,
+            "tab {i} did not get the sign-in of tab {login_tab}: {:?}; actions: {:?}",
+            t.engine.session(),
+            t.actions
+        );
+    }
+}
+
+/// Answers every request in flight successfully and lets time pass, until
+/// nothing is in flight.
+fn answer_everything(w: &mut World, s: &Scenario) {
+    for i in 0..w.tabs.len() {
+        w.handle(i, Input::Online(true));
+    }
+    for _ in 0..100 {
+        w.settle();
+        let Some(f) = w.in_flight.first().cloned() else {
+            // A retry or a logout notice waiting for its time comes next.
+            let waiting = w.tabs.iter().any(|t| {
+                t.engine.notice().is_some()
+                    || t.engine.work().is_some_and(|work| {
+                        matches!(work.phase, Phase::Backoff | Phase::WaitingEnd)
+                    })
+            });
+            let step = match w.next_deadline() {
+                Some(d) if waiting => d.saturating_sub(w.now).max(1),
+                _ => NEWS_GRACE_MS + 1,
+            };
+            w.advance(step);
+            w.settle();
+            if w.in_flight.is_empty() && !waiting {
+                return;
+            }
+            continue;
+        };
+        let _ = s;
+        let f = w.take_request(f.tab).unwrap();
+        let outcome = reply_outcome(w, Outcome::Ok(3600), &f.request);
+        w.note_reply(&f, &outcome);
+        w.reply(f.tab, Input::Reply { id: f.id, outcome });
+    }
+    let tabs: Vec<_> = w
+        .tabs
+        .iter()
+        .map(|t| {
+            (
+                t.engine.session().clone(),
+                t.engine.work().cloned(),
+                t.engine.notice().copied(),
+                t.engine.timers().clone(),
+                t.engine.lock(),
+            )
+        })
+        .map(|x| format!("{x:?}"))
+        .collect();
+    panic!("requests keep coming: {:?}; tabs: {tabs:#?}", w.in_flight);
 }
 
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(),
-        max_shrink_iters: 2_000,
+        max_shrink_iters: shrink_iters(),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
-    /// The four invariants over random interleavings (see the module docs).
+    /// The invariants over random interleavings (see the module docs).
     #[test]
     fn invariants_hold_in_every_interleaving(s in scenario()) {
         run(&s);
+    }
+
+    /// 9: whatever happened before (logouts pending, tabs ended, reloaded,
+    /// offline), a sign-in in one tab brings every tab to it.
+    #[test]
+    fn a_sign_in_reaches_every_tab(
+        s in scenario_with(|tabs| prop::collection::vec(op(tabs), 0..40).boxed())
+            .prop_filter("tabs share news", |s| s.cross_tab),
+        login_tab in 0usize..3,
+    ) {
+        let login_tab = login_tab % s.tabs;
+        sign_in_reaches_every_tab(&s, login_tab);
     }
 }
 
@@ -427,7 +649,7 @@ fn regression_login_after_a_missed_expiry_keeps_the_new_session() {
             max_ms: 0,
             max_attempts: 1,
         },
-        stored: 0,
+        stored: 4,
         ops: vec![
             Op::Deliver(0),
             Op::Reply {
@@ -613,7 +835,7 @@ fn regression_a_logout_during_a_second_refresh_keeps_the_lock() {
             max_ms: 1231,
             max_attempts: 1,
         },
-        stored: 0,
+        stored: 4,
         ops: vec![
             Op::Online(0, true),
             Op::DeliverAll,
@@ -644,7 +866,7 @@ fn regression_a_start_reply_is_not_a_refresh() {
             max_ms: 3974,
             max_attempts: 2,
         },
-        stored: 0,
+        stored: 4,
         ops: vec![
             Op::Deliver(1),
             Op::DeliverAll,
@@ -695,7 +917,7 @@ fn regression_refreshing_its_own_token_after_another_tab_cleared_storage() {
             max_ms: 3079,
             max_attempts: 3,
         },
-        stored: 0,
+        stored: 4,
         ops: vec![
             Op::DeliverAll,
             Op::Reply {
@@ -726,7 +948,7 @@ fn regression_a_retry_in_the_keeping_tab_after_another_tab_logged_out() {
             max_ms: 1143,
             max_attempts: 5,
         },
-        stored: 0,
+        stored: 4,
         ops: vec![
             Op::DeliverAll,
             Op::Reply {

@@ -4,8 +4,10 @@
 
 use capture_session_core::config::{ConfigError, ConfigProblem};
 use capture_session_core::engine::*;
-use capture_session_core::wire::{JsonScalar, MalformedReply, RawTokenReply, StartRequest};
-use capture_session_core::{AccessToken, AuthorizationCode, Config, RefreshToken};
+use capture_session_core::wire::{
+    JsonScalar, MalformedReply, RawTokenReply, RefreshRequest, StartRequest,
+};
+use capture_session_core::{fingerprint, AccessToken, AuthorizationCode, Config, RefreshToken};
 
 const SECRET: &str = "tok_5up3r-s3cr3t";
 
@@ -78,6 +80,7 @@ fn all_actions() -> Vec<Action> {
             request: Request::Start(StartRequest::Token {
                 uuid: "u".into(),
                 access_token: token(),
+                keep_me_logged_in: true,
             }),
         },
         Action::Send {
@@ -86,11 +89,15 @@ fn all_actions() -> Vec<Action> {
                 authorization_code: AuthorizationCode::new(SECRET),
                 redirect_uri: "https://shop.example/cb".into(),
                 client_session: true,
+                keep_me_logged_in: false,
             }),
         },
         Action::Send {
             id: RequestId(3),
-            request: Request::Refresh,
+            request: Request::Refresh(RefreshRequest {
+                replace: Some(fingerprint(SECRET)),
+                interactive: Some(true),
+            }),
         },
         Action::Send {
             id: RequestId(4),
@@ -102,8 +109,22 @@ fn all_actions() -> Vec<Action> {
         Action::RenderScreen("editProfile".into()),
         Action::AcquireLock,
         Action::ReleaseLock,
-        Action::BroadcastTokenReplaced { expires_at: 1 },
-        Action::BroadcastSessionEnded,
+        Action::WriteMarker(Some(SessionMarker::Live {
+            token: Some(TokenSeen {
+                fingerprint: fingerprint(SECRET),
+                expires_at: 1,
+            }),
+        })),
+        Action::WriteMarker(Some(SessionMarker::Ending)),
+        Action::WriteMarker(None),
+        Action::HoldWidgetStart,
+        Action::ReleaseWidgetStart,
+        Action::Broadcast(TabMessage::Token(Announcement {
+            fingerprint: fingerprint(SECRET),
+            expires_at: 1,
+            kind: NewsKind::Refreshed,
+        })),
+        Action::Broadcast(TabMessage::SessionEnded),
         Action::SettleReady,
         Action::SettleRefresh(Ok(())),
     ];
@@ -123,17 +144,21 @@ fn all_inputs() -> Vec<Input> {
     let stored = StoredEntries {
         token: Some(SECRET.into()),
         expires: Some("Tue, 29 Mar 2016 00:24:21 GMT".into()),
+        marker: Some("live".into()),
     };
     let screen = Some("s".to_string());
     vec![
         Input::Startup(stored.clone()),
-        Input::LockGranted { stored },
+        Input::LockGranted {
+            stored: stored.clone(),
+        },
         Input::Widget(WidgetEvent::LoginSuccess {
             access_token: Some(token()),
             authorization_code: Some(AuthorizationCode::new(SECRET)),
             uuid: Some("u".into()),
             one_time: false,
-            widget_expires_at: Some(1),
+            keep_me_logged_in: true,
+            widget_expires: Some("Tue, 29 Mar 2016 00:24:21 GMT".into()),
             redirect_uri: None,
         }),
         Input::Widget(WidgetEvent::SessionCreated {
@@ -146,10 +171,12 @@ fn all_inputs() -> Vec<Input> {
             screen,
             status_message: None,
         }),
-        Input::Tab(TabNews::TokenReplaced {
-            token: token(),
+        Input::Storage(stored.clone()),
+        Input::Tab(TabMessage::Token(Announcement {
+            fingerprint: fingerprint(SECRET),
             expires_at: 1,
-        }),
+            kind: NewsKind::SignedIn,
+        })),
         Input::Reply {
             id: RequestId(2),
             outcome: ReplyOutcome::Success(RawTokenReply {
@@ -211,7 +238,7 @@ fn no_token_in_any_state() {
         SessionState::Starting,
         SessionState::NoSession,
         SessionState::Active(session),
-        SessionState::Ended(EndReason::Logout),
+        SessionState::Ended(EndCause::Logout(LogoutBy::Page)),
         SessionState::Detached,
     ];
     for s in &states {
@@ -221,6 +248,7 @@ fn no_token_in_any_state() {
         job: Job::Start(StartRequest::Token {
             uuid: "u".into(),
             access_token: token(),
+            keep_me_logged_in: false,
         }),
         attempt: 1,
         phase: Phase::InFlight(RequestId(1)),
@@ -249,7 +277,8 @@ fn no_token_in_the_engine_or_errors() {
             authorization_code: None,
             uuid: Some("u".into()),
             one_time: false,
-            widget_expires_at: None,
+            keep_me_logged_in: false,
+            widget_expires: None,
             redirect_uri: None,
         }),
         1_700_000_000_000,

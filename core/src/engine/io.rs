@@ -5,7 +5,7 @@
 //! browser layer must be made in both places at once.
 
 use crate::token::{AccessToken, AuthorizationCode};
-use crate::wire::{ErrorCode, MalformedReply, RawTokenReply, StartRequest};
+use crate::wire::{ErrorCode, MalformedReply, RawTokenReply, RefreshRequest, StartRequest};
 
 /// Wall-clock time in milliseconds since the Unix epoch (`Date.now()`).
 pub type Millis = u64;
@@ -14,13 +14,17 @@ pub type Millis = u64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u32);
 
-/// What the widget's localStorage entries held when read.
+/// What the helper's localStorage entries held when read, raw.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct StoredEntries {
-    /// `janrainCaptureToken`, raw.
+    /// `janrainCaptureToken` (the `storageKey`).
     pub token: Option<String>,
-    /// `janrainCaptureToken_Expires`, raw (an HTTP date).
+    /// `janrainCaptureToken_Expires`: usually an HTTP date, sometimes another
+    /// date format or epoch milliseconds (pages write it themselves).
     pub expires: Option<String>,
+    /// The helper's own entry ([`SessionMarker::KEY_PREFIX`] + `storageKey`):
+    /// what it knows about the backend session, never a token.
+    pub marker: Option<String>,
 }
 
 /// Redacts the token: an input may end up in a log line.
@@ -29,8 +33,107 @@ impl core::fmt::Debug for StoredEntries {
         f.debug_struct("StoredEntries")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("expires", &self.expires)
+            .field("marker", &self.marker)
             .finish()
     }
+}
+
+/// What the helper remembers about the backend session, in its own
+/// localStorage entry (shared by every tab, kept across page loads). It is the
+/// evidence that makes a start-up refresh worth a request, and the memory of a
+/// logout the backend has not confirmed yet. It never holds a token: only the
+/// fingerprint and expiry of the token the widget's entry should hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionMarker {
+    /// A backend session is believed to exist: a start or a refresh succeeded
+    /// (or the page handed the widget a token of its own).
+    Live {
+        /// The token the widget's entry holds, if the session keeps one there.
+        token: Option<TokenSeen>,
+    },
+    /// The user logged out; the backend has not confirmed it yet. Until it
+    /// does, no tab and no page load may refresh or start.
+    Ending,
+    /// The backend said there is no session (a 401): no evidence, and other
+    /// tabs that see the token gone know a helper removed it.
+    Gone,
+}
+
+/// A token as the marker remembers it: which one, and until when it is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenSeen {
+    /// [`fingerprint`](crate::fingerprint) of the token.
+    pub fingerprint: u32,
+    /// Its expiry, epoch ms (what the backend said, not the widget's guess).
+    pub expires_at: Millis,
+}
+
+impl SessionMarker {
+    /// The marker's entry is named this plus the `storageKey`. Not a
+    /// `janrainCapture` prefix: pages that log out by removing the widget's
+    /// keys leave it alone, which is how the next page load knows they did.
+    pub const KEY_PREFIX: &'static str = "capture-session:";
+
+    /// The entry's value: `live`, `live <fingerprint> <expires ms>`, `ending`, `gone`.
+    pub fn encode(self) -> String {
+        match self {
+            SessionMarker::Live { token: None } => String::from("live"),
+            SessionMarker::Live { token: Some(t) } => {
+                let mut s = String::from("live ");
+                s.push_str(&crate::token::fingerprint_hex(t.fingerprint));
+                s.push(' ');
+                push_decimal(&mut s, t.expires_at);
+                s
+            }
+            SessionMarker::Ending => String::from("ending"),
+            SessionMarker::Gone => String::from("gone"),
+        }
+    }
+
+    /// Reads an entry's value; `None` for anything [`encode`](Self::encode) does not write.
+    pub fn parse(raw: &str) -> Option<SessionMarker> {
+        let mut words = raw.split(' ');
+        let marker = match words.next()? {
+            "ending" => SessionMarker::Ending,
+            "gone" => SessionMarker::Gone,
+            "live" => match (words.next(), words.next()) {
+                (None, _) => SessionMarker::Live { token: None },
+                (Some(fp), Some(at)) => SessionMarker::Live {
+                    token: Some(TokenSeen {
+                        fingerprint: crate::token::parse_fingerprint_hex(fp)?,
+                        expires_at: parse_decimal(at)?,
+                    }),
+                },
+                (Some(_), None) => return None,
+            },
+            _ => return None,
+        };
+        words.next().is_none().then_some(marker)
+    }
+}
+
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A whole decimal number of at most 16 digits (no sign, no spaces).
+pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')))
 }
 
 /// A Registration UI event the helper subscribed to.
@@ -46,8 +149,10 @@ pub enum WidgetEvent {
         uuid: Option<String>,
         /// `oneTime`: a one-time token; no session is built on it.
         one_time: bool,
-        /// `janrainCaptureToken_Expires` as the widget wrote it, parsed (epoch ms), if sensible.
-        widget_expires_at: Option<Millis>,
+        /// `keepMeLoggedIn` (absent: false), passed on to the backend's start.
+        keep_me_logged_in: bool,
+        /// `janrainCaptureToken_Expires` as the widget wrote it, raw.
+        widget_expires: Option<String>,
         /// `janrain.settings.capture.redirectUri`, needed with a code.
         redirect_uri: Option<String>,
     },
@@ -102,32 +207,42 @@ pub enum ReplyOutcome {
     },
     /// No reply within `requestTimeoutMs`.
     Timeout,
-    /// The request failed before a reply (offline, DNS, CORS, connection reset).
+    /// The request failed before a reply (offline, DNS, CORS, connection
+    /// reset, or a redirect: requests are sent with `redirect: "error"`).
     Network,
 }
 
-/// A message from another tab of the same origin (BroadcastChannel or `storage` event).
-#[derive(Clone, Debug, PartialEq)]
-pub enum TabNews {
-    /// Another tab stored a new token; the browser layer read it back from storage.
-    TokenReplaced {
-        /// The token now in storage.
-        token: AccessToken,
-        /// Its expiry.
-        expires_at: Millis,
-    },
-    /// Another tab's helper got this token from the backend and announced its
-    /// exact expiry (BroadcastChannel). Unlike [`TabNews::TokenReplaced`],
-    /// whose expiry was read back from storage (and may be stale, or the
-    /// widget's `accessTokenLifeHours` guess), this expiry is believed even
-    /// when it is later than what this tab holds for the same token.
-    TokenAnnounced {
-        /// The token now in storage (read by the receiving tab).
-        token: AccessToken,
-        /// Its expiry, as the announcing tab computed it from `expiresIn`.
-        expires_at: Millis,
-    },
-    /// Another tab ended the session.
+/// What made the token a tab announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewsKind {
+    /// A sign-in whose backend start is still under way: the token is in
+    /// storage, its expiry is not known yet. Other tabs wait for `SignedIn`.
+    SigningIn,
+    /// A new session: a sign-in (its start done, or none configured), or a
+    /// token the page handed the widget itself. Brings ended tabs back.
+    SignedIn,
+    /// A refresh of the session every tab shares. Never revives an ended tab.
+    Refreshed,
+}
+
+/// A tab's news about the token it just stored (BroadcastChannel). Flat and
+/// small; never the token itself (receivers read that from storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// [`fingerprint`](crate::fingerprint) of the token.
+    pub fingerprint: u32,
+    /// Its exact expiry, epoch ms (0 for `SigningIn`).
+    pub expires_at: Millis,
+    /// What made it.
+    pub kind: NewsKind,
+}
+
+/// A message between tabs of one origin (BroadcastChannel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TabMessage {
+    /// A tab stored a token.
+    Token(Announcement),
+    /// A tab ended the session (logout, or the backend said it is gone).
     SessionEnded,
 }
 
@@ -147,8 +262,16 @@ pub enum ApiCall {
 pub enum Input {
     /// Start-up: what storage holds. Must be the first input.
     Startup(StoredEntries),
+    /// What storage holds now. The browser layer feeds it whenever it wakes
+    /// the engine to look around: before every timer, on `storage` events,
+    /// visibility changes, focus and `pageshow`.
+    Storage(StoredEntries),
     /// A Registration UI event.
     Widget(WidgetEvent),
+    /// The widget loaded after the helper and is about to run the page's
+    /// `janrainCaptureWidgetOnLoad` (the helper's entry in
+    /// `beforeJanrainCaptureWidgetOnLoad` runs): `start()` is yet to come.
+    WidgetLoaded,
     /// A backend request ended.
     Reply {
         /// Which request.
@@ -162,12 +285,12 @@ pub enum Input {
         /// Storage contents read right after the grant.
         stored: StoredEntries,
     },
-    /// News from another tab.
-    Tab(TabNews),
+    /// A message from another tab.
+    Tab(TabMessage),
     /// `navigator.onLine` changed.
     Online(bool),
-    /// The page became visible (`true`) or hidden; also fed on `focus` / `pageshow`
-    /// so the engine re-checks the clock.
+    /// The page is visible (`true`) or hidden (also on `pagehide`); fed at
+    /// start-up too. Refreshes say whether the user saw the page since the last one.
     Visible(bool),
     /// A JS API call.
     Api(ApiCall),
@@ -212,7 +335,7 @@ impl RefreshTrigger {
 /// Where an adopted session came from (the `source` of the `active` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActiveSource {
-    /// A widget login.
+    /// A widget login (or a token the page handed the widget).
     Login,
     /// Found in storage at start-up.
     Storage,
@@ -237,7 +360,7 @@ impl ActiveSource {
 /// Why a session ended (the `reason` of the `ended` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
-    /// The user logged out here (widget or `end()`).
+    /// The user logged out here (widget, `end()`, or the page removed the token).
     Logout,
     /// The backend answered 401.
     Server,
@@ -264,7 +387,7 @@ impl EndReason {
 pub enum FailureReason {
     /// No reply in time.
     Timeout,
-    /// Network failure.
+    /// Network failure (or a redirect).
     Network,
     /// 5xx other than 503.
     ServerError,
@@ -303,6 +426,9 @@ pub enum WarningCode {
     BadWidgetEvent,
     /// The wall clock jumped; the schedule was recomputed.
     ClockJump,
+    /// The backend refused the logout notice (a 4xx other than 401): it is
+    /// not retried, since no retry can change a refusal.
+    EndRefused,
 }
 
 impl WarningCode {
@@ -314,6 +440,7 @@ impl WarningCode {
             WarningCode::BadBackendReply => "bad_backend_reply",
             WarningCode::BadWidgetEvent => "bad_widget_event",
             WarningCode::ClockJump => "clock_jump",
+            WarningCode::EndRefused => "end_refused",
         }
     }
 }
@@ -383,13 +510,14 @@ pub enum Event {
     },
 }
 
-/// Which backend endpoint a request goes to.
+/// Which backend endpoint a request goes to, with its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// `startUrl`.
     Start(StartRequest),
-    /// `refreshUrl`, body `{}`.
-    Refresh,
+    /// `refreshUrl` (contract 1.1: which token to replace, and whether the
+    /// user was there).
+    Refresh(RefreshRequest),
     /// `endUrl`, body `{}`; must survive page unload (keepalive).
     End,
 }
@@ -425,6 +553,12 @@ impl ApiError {
 /// token (killed at once, say) waits little.
 pub const KEEP_LOCK_MS: u64 = 5_000;
 
+/// How long a tab waits for another tab's announcement of a token that showed
+/// up in storage (or for the token of an announcement to show up) before it
+/// acts on what it has: the two travel on separate channels, and a
+/// tab announces right after it writes.
+pub const NEWS_GRACE_MS: u64 = 1_000;
+
 /// Something the browser layer must do, drained with `Engine::poll_action`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -437,6 +571,8 @@ pub enum Action {
     },
     /// Remove the widget's session entries from localStorage.
     ClearToken,
+    /// Write the helper's own entry (`None`: remove it).
+    WriteMarker(Option<SessionMarker>),
     /// Send a backend request; answer with `Input::Reply { id, .. }`.
     Send {
         /// Matches the reply.
@@ -452,6 +588,12 @@ pub enum Action {
     EndCaptureSession,
     /// `janrain.capture.ui.renderScreen(screen)`.
     RenderScreen(String),
+    /// Hold `janrain.capture.ui.start()`: the page's call waits until
+    /// [`Action::ReleaseWidgetStart`] (the start-up check is under way, and
+    /// the widget must not start on a token about to be replaced).
+    HoldWidgetStart,
+    /// Let the widget's `start()` go (calling it if the page asked meanwhile).
+    ReleaseWidgetStart,
     /// Emit an event.
     Emit(Event),
     /// Ask for the cross-tab refresh lock; answer with `Input::LockGranted`.
@@ -467,13 +609,8 @@ pub enum Action {
     /// queued tabs after the new token did (they drop their wait when they
     /// adopt it), or at once if the refresh failed.
     ReleaseLock,
-    /// Tell other tabs a new token is in storage (they read it from there).
-    BroadcastTokenReplaced {
-        /// Its expiry.
-        expires_at: Millis,
-    },
-    /// Tell other tabs the session ended.
-    BroadcastSessionEnded,
+    /// Tell the other tabs.
+    Broadcast(TabMessage),
     /// Settle `session.ready`.
     SettleReady,
     /// Settle every pending `session.refresh()` promise.

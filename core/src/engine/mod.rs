@@ -3,46 +3,57 @@
 //! `quinn-proto`'s `Connection`.
 //!
 //! Where things are decided:
-//! - [`Engine::handle`] dispatches an [`Input`];
-//! - `want_refresh` / `next_attempt` decide whether and how a refresh goes out
-//!   (cross-tab lock, offline pause);
-//! - `on_reply` classifies a backend reply and either adopts the token, retries
-//!   with backoff ([`crate::backoff`]) or ends the session;
-//! - `fire_due` runs the schedule (proactive refresh, retry, expiry) and
-//!   [`Engine::poll_timeout`] says when it next needs to run.
+//! - [`Engine::handle`] dispatches an [`Input`]; [`Engine::handle_timeout`]
+//!   runs the deadlines of the one timer table ([`Timers`]);
+//! - `startup.rs`: what the stored entries and the helper's marker amount to
+//!   at page load (adopt, refresh, finish a pending logout, or nothing);
+//! - `refresh.rs`: whether and how a refresh or start goes out (cross-tab
+//!   lock, offline pause, backoff), and what a reply means;
+//! - `tabs.rs`: what storage and other tabs' messages say (a new token to
+//!   adopt, a corrected expiry, a token the page removed);
+//! - `widget.rs`: the Registration UI's events, the held `start()`;
+//! - `ending.rs`: how a session ends, and the logout notice that is retried
+//!   until the backend confirms it.
 
+mod ending;
 pub mod io;
+mod refresh;
+mod startup;
 mod state;
+mod tabs;
+mod widget;
 
 use std::collections::VecDeque;
 
 pub use io::*;
-pub use state::{ActiveSession, Job, LockState, Phase, SessionState, Work};
+pub use state::{
+    ActiveSession, EndCause, Job, Lock, LogoutBy, Notice, PendingNews, Phase, SessionState, Timer,
+    Timers, Work,
+};
 
 use crate::backoff::Jitter;
 use crate::config::Config;
-use crate::httpdate::{parse_http_date, DAY};
-use crate::token::{is_plausible_token, AccessToken, AuthorizationCode};
-use crate::wire::{MalformedReply, Mode, StartRequest, TokenReply};
+use crate::httpdate::parse_http_date;
+use crate::token::{fingerprint, AccessToken};
 
-/// A widget expiry may exceed the configured lifetime by this much and still be believed.
-const EXPIRY_SLACK_MS: u64 = 60_000;
-/// A stored expiry further away than this is corrupt.
-const MAX_STORED_AHEAD_MS: u64 = DAY + 60 * 60 * 1000;
 /// The clock went back by more than this: a jump.
 const BACKWARD_JUMP_MS: u64 = 2_000;
 /// An input came this long after the deadline we asked for: the clock jumped
 /// (or the machine slept). Generous, because hidden tabs' timers are throttled.
 const FORWARD_JUMP_MS: u64 = 90_000;
-/// A reactive trigger this soon after a token arrived does not cause another request.
-const REACTIVE_COOLDOWN_MS: u64 = 10_000;
+/// The widget's held `start()` goes at the latest this long after a request
+/// timeout, whatever the start-up check is doing.
+const HELD_START_MARGIN_MS: u64 = 2_000;
 
-/// What storage entries amount to.
-enum Stored {
-    Missing,
-    Corrupt(&'static str),
-    Expired,
-    Valid(AccessToken, Millis),
+/// What this tab last saw in storage (or wrote there itself).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// The widget's token, if plausible.
+    token: Option<AccessToken>,
+    /// Its stored expiry, if readable.
+    expires_at: Option<Millis>,
+    /// The helper's marker, if readable.
+    marker: Option<SessionMarker>,
 }
 
 /// The session engine. See the [crate docs](crate) for an example.
@@ -51,11 +62,29 @@ pub struct Engine {
     config: Config,
     state: SessionState,
     work: Option<Work>,
-    lock: LockState,
-    /// After a refresh that replaced the token the lock is not let go before
-    /// then (see [`KEEP_LOCK_MS`]), whatever happens meanwhile.
-    kept_until: Option<Millis>,
+    /// The logout notice, while the backend has not confirmed it.
+    notice: Option<Notice>,
+    lock: Lock,
+    timers: Timers,
+    /// News from another tab waiting for its other half.
+    pending: Option<PendingNews>,
+    /// A token someone else handed the widget, adopted at the [`Timer::Adopt`]
+    /// deadline unless a login event claims it first.
+    created: Option<AccessToken>,
+    seen: Seen,
+    /// The fingerprint of the token the current one replaced: storage that
+    /// shows it again went back in time (a lagging copy), not forward.
+    previous: Option<u32>,
+    /// The token (fingerprint) the refresh in flight replaces, as it named it.
+    replacing: Option<u32>,
+    /// The tokens (fingerprints) a logout here ended: the session's own, and
+    /// a sign-in under way elsewhere that this tab knew of. Their news never
+    /// brings the session back.
+    disowned: Vec<u32>,
     offline: bool,
+    visible: bool,
+    /// The user saw the page since the last refresh went out (`interactive`).
+    seen_by_user: bool,
     actions: VecDeque<Action>,
     next_id: u32,
     jitter: Jitter,
@@ -72,6 +101,11 @@ pub struct Engine {
     last_token_at: Option<Millis>,
     /// Whether the current token was already re-handed to the widget within the cooldown.
     recreated: bool,
+    /// The `active` event of a sign-in waits for the start reply (which knows
+    /// the token's real expiry).
+    login_event_due: bool,
+    /// The widget's `start()` is held.
+    start_held: bool,
     storage_warned: bool,
     /// Reads `janrainCaptureToken_Expires` (see [`Engine::with_date_parser`]).
     parse_date: DateParser,
@@ -90,7 +124,9 @@ impl Engine {
     /// [`Engine::new`], with stored expiries read by `parse_date` instead of
     /// [`parse_http_date`]. The browser layer passes the browser's own
     /// `Date.parse` (what the Registration UI reads the entry with), which
-    /// also keeps this crate's date parser out of the wasm it ships.
+    /// also keeps this crate's date parser out of the wasm it ships. Either
+    /// way, an expiry of digits only is read as epoch milliseconds (or
+    /// seconds, below 10^11), which some pages write.
     pub fn with_date_parser(
         config: Config,
         now: Millis,
@@ -101,9 +137,18 @@ impl Engine {
             config,
             state: SessionState::Starting,
             work: None,
-            lock: LockState::Free,
-            kept_until: None,
+            notice: None,
+            lock: Lock::Free,
+            timers: Timers::default(),
+            pending: None,
+            created: None,
+            seen: Seen::default(),
+            previous: None,
+            replacing: None,
+            disowned: Vec::new(),
             offline: false,
+            visible: true,
+            seen_by_user: true,
             actions: VecDeque::new(),
             next_id: 0,
             jitter: Jitter::new(seed),
@@ -115,6 +160,8 @@ impl Engine {
             last_created: None,
             last_token_at: None,
             recreated: false,
+            login_event_due: false,
+            start_held: false,
             storage_warned: false,
             parse_date,
         }
@@ -135,9 +182,31 @@ impl Engine {
         self.work.as_ref()
     }
 
+    /// The logout notice under way, if any.
+    pub fn notice(&self) -> Option<&Notice> {
+        self.notice.as_ref()
+    }
+
+    /// Whether a logout waits for the backend's confirmation (here, or in
+    /// another tab or page load as the marker says): no refresh and no start
+    /// goes out meanwhile.
+    pub fn logout_pending(&self) -> bool {
+        self.notice.is_some() || self.seen.marker == Some(SessionMarker::Ending)
+    }
+
+    /// News from another tab waiting for its other half, if any.
+    pub fn pending_news(&self) -> Option<PendingNews> {
+        self.pending
+    }
+
     /// The cross-tab lock as this tab sees it.
-    pub fn lock_state(&self) -> LockState {
+    pub fn lock(&self) -> Lock {
         self.lock
+    }
+
+    /// The deadlines.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
     }
 
     /// `session.state`.
@@ -175,37 +244,19 @@ impl Engine {
         if matches!(self.state, SessionState::Detached) {
             return None;
         }
-        let deadline = self.session_deadline();
-        match self.kept_until {
-            Some(kept) => Some(deadline.map_or(kept, |d| d.min(kept))),
-            None => deadline,
-        }
-    }
-
-    /// The next deadline of the session itself: a retry, a refresh, an expiry.
-    fn session_deadline(&self) -> Option<Millis> {
-        match (&self.state, &self.work) {
-            (SessionState::Detached | SessionState::Ended(_), _) => None,
-            (_, Some(w)) => match w.phase {
-                Phase::Backoff { until } if !self.offline => Some(until),
-                _ => None,
-            },
-            (SessionState::Active(s), None) if s.token.is_some() => Some(if s.refresh_spent {
-                s.expires_at
-            } else {
-                self.refresh_due(s)
-            }),
-            _ => None,
-        }
+        self.timers.next()
     }
 
     /// The deadline given by [`poll_timeout`](Self::poll_timeout) has passed.
+    /// (The browser layer feeds [`Input::Storage`] first, so that the engine
+    /// looks at storage before it acts on the schedule.)
     pub fn handle_timeout(&mut self, now: Millis) {
         if matches!(self.state, SessionState::Detached) {
             return;
         }
         self.observe_clock(now);
         self.fire_due(now);
+        self.schedule();
     }
 
     /// Feeds one input.
@@ -224,64 +275,64 @@ impl Engine {
         if matches!(self.state, SessionState::Starting) {
             if let Input::Startup(stored) = input {
                 self.startup(stored, now);
+                self.schedule();
                 return;
             }
             // Inputs before `Startup` are handled as though storage were empty.
             self.startup(StoredEntries::default(), now);
+        } else if matches!(input, Input::Startup(_)) {
+            return; // only the first one counts
+        }
+        // Catch up on a timer the browser did not fire (sleep, throttling)
+        // before handling the input. Not before a login: it supersedes the old
+        // session, whose expiry must not end (and `endCaptureSession`) the new
+        // one. Not before an end either: a retry due now would go out only to
+        // be aborted. And not before a look at storage (or a failed one): a
+        // token the page removed must not be refreshed first.
+        let look_first = matches!(
+            input,
+            Input::Storage(_)
+                | Input::LockGranted { .. }
+                | Input::StorageFailed
+                | Input::Widget(WidgetEvent::LoginSuccess { .. } | WidgetEvent::SessionEnded)
+                | Input::Tab(TabMessage::SessionEnded)
+                | Input::Api(ApiCall::End | ApiCall::Detach)
+        );
+        if !look_first {
+            self.fire_due(now);
         } else if !matches!(
             input,
-            Input::Widget(WidgetEvent::LoginSuccess { .. } | WidgetEvent::SessionEnded)
-                | Input::Tab(TabNews::SessionEnded)
-                | Input::Api(ApiCall::End | ApiCall::Detach)
-        ) {
-            // Catch up on a timer the browser did not fire (sleep, throttling).
-            // Not before a login: it supersedes the old session, whose expiry
-            // must not end (and `endCaptureSession`) the new one. Not before
-            // an end either: a retry due now would go out only to be aborted.
-            self.fire_due(now);
+            Input::Storage(_) | Input::LockGranted { .. } | Input::StorageFailed
+        ) && self.timers.due(Timer::Adopt, now)
+        {
+            // A token the page handed the widget is adopted before a logout
+            // (or a login) is handled: that logout ends it too.
+            self.timers.set(Timer::Adopt, None);
+            self.adopt_created(now);
         }
+        let looked = matches!(input, Input::Storage(_) | Input::LockGranted { .. });
         match input {
             Input::Startup(_) => {}
+            Input::Storage(stored) => self.on_storage(stored, now),
             Input::Widget(ev) => self.on_widget(ev, now),
+            Input::WidgetLoaded => self.on_widget_loaded(now),
             Input::Reply { id, outcome } => self.on_reply(id, outcome, now),
             Input::LockGranted { stored } => self.on_lock_granted(stored, now),
-            Input::Tab(TabNews::TokenReplaced { token, expires_at }) => {
-                self.on_tab_token(token, expires_at, false, now)
+            Input::Tab(message) => self.on_tab_message(message, now),
+            Input::Online(online) => self.on_online(online),
+            Input::Visible(visible) => {
+                self.visible = visible;
+                self.seen_by_user |= visible;
             }
-            Input::Tab(TabNews::TokenAnnounced { token, expires_at }) => {
-                self.on_tab_token(token, expires_at, true, now)
-            }
-            Input::Tab(TabNews::SessionEnded) => {
-                if !self.is_ended() {
-                    self.end(EndReason::Tab, true, false, false);
-                }
-            }
-            Input::Online(online) => {
-                self.offline = !online;
-                if online {
-                    if let Some(Work {
-                        phase: Phase::WaitingOnline,
-                        ..
-                    }) = self.work
-                    {
-                        self.next_attempt();
-                    }
-                }
-            }
-            Input::Visible(_) => {}
             Input::Api(ApiCall::Refresh) => {
-                if self.is_ended() {
+                if self.is_ended() || self.logout_pending() {
                     self.push(Action::SettleRefresh(Err(ApiError::SessionEnded)));
                 } else {
                     self.refresh_waiters = true;
                     self.want_refresh(RefreshTrigger::Manual);
                 }
             }
-            Input::Api(ApiCall::End) => {
-                if !self.is_ended() {
-                    self.end(EndReason::Logout, true, true, true);
-                }
-            }
+            Input::Api(ApiCall::End) => self.logout(LogoutBy::Api),
             Input::Api(ApiCall::Detach) => self.detach(),
             Input::StorageFailed => {
                 if !self.storage_warned {
@@ -293,6 +344,10 @@ impl Engine {
                 }
             }
         }
+        if looked {
+            self.fire_due(now);
+        }
+        self.schedule();
     }
 
     // ----- small helpers -------------------------------------------------
@@ -319,7 +374,7 @@ impl Engine {
     }
 
     fn lifetime_ms(&self) -> u64 {
-        self.config.token_lifetime_secs * 1000
+        self.config.token_lifetime_secs.saturating_mul(1000)
     }
 
     fn current_token(&self) -> Option<&AccessToken> {
@@ -332,7 +387,11 @@ impl Engine {
     /// When the proactive refresh of `s` is due: `refreshAheadSeconds` before
     /// expiry, but never earlier than half the token's lifetime.
     fn refresh_due(&self, s: &ActiveSession) -> Millis {
-        let ahead = (self.config.refresh_ahead_secs * 1000).min(s.lifetime_ms / 2);
+        let ahead = self
+            .config
+            .refresh_ahead_secs
+            .saturating_mul(1000)
+            .min(s.lifetime_ms / 2);
         s.expires_at.saturating_sub(ahead)
     }
 
@@ -340,6 +399,7 @@ impl Engine {
         if self.ready_pending {
             self.ready_pending = false;
             self.push(Action::SettleReady);
+            self.release_widget_start();
         }
     }
 
@@ -350,40 +410,99 @@ impl Engine {
         }
     }
 
-    /// Releases the lock held for the work under way, or, while it is kept
-    /// after a refresh, leaves that to `fire_due` once the time is up: a
-    /// login, a logout or another refresh here changes nothing for a tab
-    /// queued for the old token. The browser layer lets it go on detach.
-    fn release_lock(&mut self) {
-        if self.lock == LockState::Held && self.kept_until.is_none() {
-            self.lock = LockState::Free;
-            self.push(Action::ReleaseLock);
+    /// Writes the token and what the marker should say about it, and
+    /// remembers that storage now holds it. The marker is written only where
+    /// it already records a live session (evidence is written by the start,
+    /// refresh and sign-in paths, through [`Engine::write_marker`]).
+    fn write_token(&mut self, token: AccessToken, expires_at: Millis) {
+        self.seen.token = Some(token.clone());
+        self.seen.expires_at = Some(expires_at);
+        let seen = io::TokenSeen {
+            fingerprint: fingerprint(token.expose()),
+            expires_at,
+        };
+        self.push(Action::WriteToken { token, expires_at });
+        if let Some(SessionMarker::Live { token: Some(old) }) = self.seen.marker {
+            if old != seen {
+                self.write_marker(Some(SessionMarker::Live { token: Some(seen) }));
+            }
         }
-        // A lock still `Requested` is released when its grant arrives.
     }
 
-    /// Drops the work under way: aborts its request, releases the lock.
-    fn cancel_work(&mut self) {
-        if let Some(Work {
-            phase: Phase::InFlight(id),
-            ..
-        }) = self.work.take()
-        {
-            self.push(Action::Abort(id));
+    fn write_marker(&mut self, marker: Option<SessionMarker>) {
+        if self.seen.marker != marker {
+            self.seen.marker = marker;
+            self.push(Action::WriteMarker(marker));
         }
-        self.queued_trigger = None;
-        self.release_lock();
     }
 
-    fn create_capture_session(&mut self, token: AccessToken) {
+    /// The marker of a live backend session whose client-side token is the
+    /// current one (or none, when the backend keeps it).
+    fn live_marker(&self) -> SessionMarker {
+        let token = match &self.state {
+            SessionState::Active(s) => s.token.as_ref().map(|t| io::TokenSeen {
+                fingerprint: fingerprint(t.expose()),
+                expires_at: s.expires_at,
+            }),
+            _ => None,
+        };
+        SessionMarker::Live { token }
+    }
+
+    /// Hands a token to the widget and stores it with the expiry we believe:
+    /// `createCaptureSession` writes `_Expires` from `accessTokenLifeHours`
+    /// (sites set 6 or 24 hours for a token that lives one), so our write
+    /// comes after it and is what other tabs and the next page load read.
+    fn hand_to_widget(&mut self, token: AccessToken, expires_at: Millis) {
         self.last_created = Some(token.clone());
-        self.push(Action::CreateCaptureSession(token));
+        self.push(Action::CreateCaptureSession(token.clone()));
+        self.write_token(token, expires_at);
+    }
+
+    /// Tells the other tabs about the token this tab just stored.
+    fn announce(&mut self, kind: NewsKind) {
+        if !self.config.cross_tab {
+            return;
+        }
+        let (fp, expires_at) = match &self.state {
+            SessionState::Active(ActiveSession {
+                token: Some(t),
+                expires_at,
+                ..
+            }) => (fingerprint(t.expose()), *expires_at),
+            _ => return,
+        };
+        let expires_at = if kind == NewsKind::SigningIn {
+            0
+        } else {
+            expires_at
+        };
+        self.push(Action::Broadcast(TabMessage::Token(Announcement {
+            fingerprint: fp,
+            expires_at,
+            kind,
+        })));
     }
 
     fn render(&mut self) {
         if let Some(screen) = self.render_screen.take() {
             self.push(Action::RenderScreen(screen));
         }
+    }
+
+    /// Reads a stored expiry: digits are epoch milliseconds (seconds below
+    /// 10^11, i.e. before 1973 as milliseconds); anything else goes to the
+    /// date parser.
+    fn parse_expiry(&self, raw: &str) -> Option<Millis> {
+        let raw = raw.trim();
+        if let Some(n) = io::parse_decimal(raw) {
+            return Some(if n < 100_000_000_000 {
+                n.saturating_mul(1000)
+            } else {
+                n
+            });
+        }
+        (self.parse_date)(raw)
     }
 
     // ----- time ----------------------------------------------------------
@@ -395,30 +514,25 @@ impl Engine {
     fn observe_clock(&mut self, now: Millis) {
         let last = self.last_now;
         self.last_now = now;
-        if now + BACKWARD_JUMP_MS < last {
+        if now.saturating_add(BACKWARD_JUMP_MS) < last {
             let back = last - now;
             if let SessionState::Active(s) = &mut self.state {
                 s.expires_at = s.expires_at.saturating_sub(back);
             }
-            if let Some(Work {
-                phase: Phase::Backoff { until },
-                ..
-            }) = &mut self.work
-            {
-                *until = until.saturating_sub(back);
-            }
             if let Some(t) = &mut self.last_token_at {
                 *t = t.saturating_sub(back);
             }
-            if let Some(t) = &mut self.kept_until {
-                *t = t.saturating_sub(back);
+            if let Some(at) = &mut self.seen.expires_at {
+                *at = at.saturating_sub(back);
             }
+            self.timers.shift_back(back);
             self.warn(
                 WarningCode::ClockJump,
                 "the clock went back; the schedule was recomputed",
             );
         } else if self
-            .session_deadline()
+            .timers
+            .next()
             .is_some_and(|d| now > d.saturating_add(FORWARD_JUMP_MS))
         {
             self.warn(
@@ -428,777 +542,95 @@ impl Engine {
         }
     }
 
-    /// Runs whatever the schedule says is due at `now`.
+    /// Sets the session's own deadlines from its state: the proactive
+    /// refresh, and the expiry (which ends the session when no refresh is
+    /// under way or one waits to retry: a token past its expiry is never
+    /// reported active). A refresh in flight or waiting for the lock is
+    /// answered first.
+    fn schedule(&mut self) {
+        let (refresh, expiry) = match &self.state {
+            SessionState::Active(s) if s.token.is_some() => {
+                let waiting = !self.refresh_answers_first();
+                // (No refresh while a logout waits for the backend.)
+                let refresh = (self.work.is_none() && !s.refresh_spent && !self.logout_pending())
+                    .then(|| self.refresh_due(s));
+                (refresh, waiting.then_some(s.expires_at))
+            }
+            _ => (None, None),
+        };
+        self.timers.set(Timer::Refresh, refresh);
+        self.timers.set(Timer::Expiry, expiry);
+    }
+
+    /// Whether a refresh in flight, or waiting for another tab's, is to be
+    /// answered before an expiry ends the session.
+    fn refresh_answers_first(&self) -> bool {
+        matches!(
+            self.work,
+            Some(Work {
+                job: Job::Refresh(_),
+                phase: Phase::InFlight(_) | Phase::WaitingLock,
+                ..
+            })
+        )
+    }
+
+    /// Runs whatever the timer table says is due at `now`.
     fn fire_due(&mut self, now: Millis) {
-        if self.kept_until.is_some_and(|t| now >= t) {
-            self.kept_until = None;
-            let in_flight = matches!(
-                self.work,
-                Some(Work {
-                    job: Job::Refresh(_),
-                    phase: Phase::InFlight(_),
-                    ..
-                })
-            );
-            if !in_flight {
-                self.release_lock();
+        self.schedule();
+        for timer in [
+            Timer::KeepLock,
+            Timer::HeldStart,
+            Timer::Adopt,
+            Timer::News,
+            Timer::Notice,
+            Timer::Retry,
+            Timer::Refresh,
+            Timer::Expiry,
+        ] {
+            if !self.timers.due(timer, now) {
+                continue;
             }
-        }
-        match &self.work {
-            Some(Work {
-                phase: Phase::Backoff { until },
-                ..
-            }) if now >= *until => {
-                if self.offline {
-                    if let Some(w) = &mut self.work {
-                        w.phase = Phase::WaitingOnline;
-                    }
-                } else {
-                    self.next_attempt();
-                }
-            }
-            Some(_) => {}
-            None => {
-                let SessionState::Active(s) = &self.state else {
-                    return;
-                };
-                if s.token.is_none() {
-                    return;
-                }
-                if !s.refresh_spent && now >= self.refresh_due(s) {
-                    self.want_refresh(RefreshTrigger::Proactive);
-                } else if now >= s.expires_at {
-                    self.end(EndReason::Expired, true, false, false);
-                }
+            self.timers.set(timer, None);
+            match timer {
+                Timer::KeepLock => self.keep_over(),
+                Timer::HeldStart => self.release_widget_start(),
+                Timer::Adopt => self.adopt_created(now),
+                Timer::News => self.news_deadline(now),
+                Timer::Notice => self.send_notice(),
+                Timer::Retry => self.retry_due(),
+                Timer::Refresh => self.refresh_time(now),
+                Timer::Expiry => self.expiry_time(now),
             }
         }
     }
 
-    // ----- start-up ------------------------------------------------------
-
-    fn read_stored(&self, stored: StoredEntries, now: Millis) -> Stored {
-        let (token, expires) = match (stored.token, stored.expires) {
-            (None, _) => return Stored::Missing,
-            (Some(_), None) => return Stored::Corrupt("the stored token has no expiry"),
-            (Some(t), Some(e)) => (t, e),
-        };
-        if !is_plausible_token(&token) {
-            return Stored::Corrupt("the stored token is not a plausible token");
-        }
-        let Some(at) = (self.parse_date)(&expires) else {
-            return Stored::Corrupt("the stored expiry is not a date");
-        };
-        if at <= now {
-            Stored::Expired
-        } else if at > now + MAX_STORED_AHEAD_MS {
-            Stored::Corrupt("the stored expiry is too far in the future")
-        } else {
-            Stored::Valid(AccessToken::new(token), at)
-        }
-    }
-
-    fn startup(&mut self, stored: StoredEntries, now: Millis) {
-        self.state = SessionState::NoSession;
-        match self.read_stored(stored, now) {
-            Stored::Valid(token, at) => {
-                let s = self.adopted_session(token, at, now, ActiveSource::Storage);
-                let expires_at = s.expires_at;
-                self.state = SessionState::Active(s);
-                self.emit(Event::Active {
-                    expires_at,
-                    source: ActiveSource::Storage,
-                });
-                self.settle_ready();
-                return;
-            }
-            Stored::Corrupt(message) => self.warn(WarningCode::StoredDataInvalid, message),
-            Stored::Expired | Stored::Missing => {}
-        }
-        if self.config.mode == Mode::Code && !self.config.client_session {
-            // The backend keeps the session; no token goes to storage until the widget needs one.
-            self.settle_ready();
-        } else {
-            self.want_refresh(RefreshTrigger::Startup);
-        }
-    }
-
-    /// A session from a token found in storage or sent by another tab: its
-    /// expiry is believed up to the configured lifetime from now.
-    fn adopted_session(
-        &self,
-        token: AccessToken,
-        at: Millis,
-        now: Millis,
-        source: ActiveSource,
-    ) -> ActiveSession {
-        let expires_at = at.min(now + self.lifetime_ms());
-        ActiveSession {
-            token: Some(token),
-            expires_at,
-            lifetime_ms: expires_at - now,
-            source,
-            expiry_assumed: false,
-            refresh_spent: false,
-        }
-    }
-
-    // ----- widget events -------------------------------------------------
-
-    fn on_widget(&mut self, ev: WidgetEvent, now: Millis) {
-        match ev {
-            WidgetEvent::LoginSuccess {
-                access_token,
-                authorization_code,
-                uuid,
-                one_time,
-                widget_expires_at,
-                redirect_uri,
-            } => {
-                if one_time {
-                    return;
-                }
-                match self.config.mode {
-                    Mode::Token => self.login_token(access_token, uuid, widget_expires_at, now),
-                    Mode::Code => self.login_code(authorization_code, redirect_uri),
-                }
-            }
-            WidgetEvent::SessionCreated { access_token } => {
-                let Some(token) = access_token else { return };
-                if self.is_ended()
-                    || !is_plausible_token(token.expose())
-                    || self.current_token() == Some(&token)
-                    || self.last_created.as_ref() == Some(&token)
-                {
-                    return;
-                }
-                // Someone else (the page, an SSO flow) created a session: adopt it.
-                let expires_at = now + self.lifetime_ms();
-                self.set_session(ActiveSession {
-                    token: Some(token),
-                    expires_at,
-                    lifetime_ms: self.lifetime_ms(),
-                    source: ActiveSource::Login,
-                    expiry_assumed: true,
-                    refresh_spent: false,
-                });
-                self.emit(Event::Active {
-                    expires_at,
-                    source: ActiveSource::Login,
-                });
-            }
-            WidgetEvent::SessionFound => {}
-            WidgetEvent::ExpiredToken { screen } => {
-                self.reactive(RefreshTrigger::ExpiredToken, screen, now)
-            }
-            WidgetEvent::InvalidToken { screen } => {
-                self.reactive(RefreshTrigger::InvalidToken, screen, now)
-            }
-            WidgetEvent::AccessDenied { screen } => {
-                self.reactive(RefreshTrigger::AccessDenied, screen, now)
-            }
-            WidgetEvent::SaveFailed {
-                screen,
-                status_message,
-            } => {
-                if status_message.as_deref() == Some("invalidAccessToken") {
-                    self.reactive(RefreshTrigger::SaveFailed, screen, now)
-                }
-            }
-            WidgetEvent::SessionEnded => {
-                if !self.is_ended() {
-                    self.end(EndReason::Logout, false, true, true);
-                }
-            }
-        }
-    }
-
-    /// A new login supersedes whatever was under way.
-    fn begin_login(&mut self) {
-        self.cancel_work();
-        self.render_screen = None;
-        self.recreated = false;
-        self.settle_refresh(Err(ApiError::SessionEnded));
-        self.settle_ready();
-    }
-
-    fn login_token(
-        &mut self,
-        token: Option<AccessToken>,
-        uuid: Option<String>,
-        widget_expires_at: Option<Millis>,
-        now: Millis,
-    ) {
-        let Some(token) = token.filter(|t| is_plausible_token(t.expose())) else {
-            self.warn(
-                WarningCode::BadWidgetEvent,
-                "login event without a usable accessToken",
-            );
-            return;
-        };
-        // The widget fires `onCaptureSessionCreated` just before the login
-        // event, and we adopted the token then: one sign-in, one `active`.
-        let announced = matches!(
-            &self.state,
-            SessionState::Active(s) if s.token.as_ref() == Some(&token) && s.source == ActiveSource::Login
-        );
-        self.begin_login();
-        let limit = now + self.lifetime_ms() + EXPIRY_SLACK_MS;
-        let (expires_at, assumed) = match widget_expires_at {
-            Some(at) if at > now && at <= limit => (at, false),
-            _ => (now + self.lifetime_ms(), true),
-        };
-        self.state = SessionState::Active(ActiveSession {
-            token: Some(token.clone()),
-            expires_at,
-            lifetime_ms: expires_at - now,
-            source: ActiveSource::Login,
-            expiry_assumed: assumed,
-            refresh_spent: false,
-        });
-        if !announced {
-            self.emit(Event::Active {
-                expires_at,
-                source: ActiveSource::Login,
-            });
-        }
-        if self.config.start_url.is_none() {
+    fn on_online(&mut self, online: bool) {
+        self.offline = !online;
+        if !online {
             return;
         }
-        match uuid.filter(|u| !u.is_empty()) {
-            Some(uuid) => {
-                self.work = Some(Work {
-                    job: Job::Start(StartRequest::Token {
-                        uuid,
-                        access_token: token,
-                    }),
-                    attempt: 0,
-                    phase: Phase::WaitingOnline,
-                });
-                self.next_attempt();
-            }
-            None => self.warn(
-                WarningCode::BadWidgetEvent,
-                "login event without userData.uuid; the backend was not told",
-            ),
-        }
-    }
-
-    fn login_code(&mut self, code: Option<AuthorizationCode>, redirect_uri: Option<String>) {
-        let Some(code) = code.filter(|c| is_plausible_token(c.expose())) else {
-            self.warn(
-                WarningCode::BadWidgetEvent,
-                "login event without a usable authorizationCode",
-            );
-            return;
-        };
-        let Some(redirect_uri) = redirect_uri.filter(|r| !r.is_empty()) else {
-            self.warn(
-                WarningCode::BadWidgetEvent,
-                "code-mode login without janrain.settings.capture.redirectUri",
-            );
-            return;
-        };
-        self.begin_login();
-        self.state = SessionState::NoSession;
-        self.work = Some(Work {
-            job: Job::Start(StartRequest::Code {
-                authorization_code: code,
-                redirect_uri,
-                client_session: self.config.client_session,
-            }),
-            attempt: 0,
+        if let Some(Work {
             phase: Phase::WaitingOnline,
-        });
-        self.next_attempt();
-    }
-
-    fn reactive(&mut self, trigger: RefreshTrigger, screen: Option<String>, now: Millis) {
-        if self.is_ended() {
-            return;
-        }
-        if self.config.rerender_on_refresh {
-            if let Some(screen) = screen {
-                self.render_screen = Some(screen);
-            }
-        }
-        let fresh = self.work.is_none()
-            && self
-                .last_token_at
-                .is_some_and(|t| now < t + REACTIVE_COOLDOWN_MS);
-        if fresh {
-            if let Some(token) = self.current_token().cloned() {
-                if !self.recreated {
-                    // A token just arrived; the widget most likely complained
-                    // about the one before it. Hand it over again, no request.
-                    self.recreated = true;
-                    self.create_capture_session(token);
-                    self.render();
-                } else {
-                    // Still complaining: refresh, but not before the cooldown ends.
-                    let until = self.last_token_at.unwrap_or(now) + REACTIVE_COOLDOWN_MS;
-                    self.mark_spent();
-                    self.work = Some(Work {
-                        job: Job::Refresh(trigger),
-                        attempt: 0,
-                        phase: Phase::Backoff { until },
-                    });
-                }
-                return;
-            }
-        }
-        self.want_refresh(trigger);
-    }
-
-    // ----- requests ------------------------------------------------------
-
-    /// Replaces the session. A refresh still under way counts as the new
-    /// token's refresh (at most one per token lifetime).
-    fn set_session(&mut self, mut s: ActiveSession) {
-        s.refresh_spent |= matches!(
-            self.work,
-            Some(Work {
-                job: Job::Refresh(_),
-                ..
-            })
-        );
-        self.state = SessionState::Active(s);
-        self.recreated = false;
-    }
-
-    fn mark_spent(&mut self) {
-        if let SessionState::Active(s) = &mut self.state {
-            s.refresh_spent = true;
-        }
-    }
-
-    /// Starts a refresh, or joins the one under way.
-    fn want_refresh(&mut self, trigger: RefreshTrigger) {
-        match &self.work {
-            Some(Work {
-                job: Job::Refresh(_),
-                ..
-            }) => {}
-            Some(Work {
-                job: Job::Start(_), ..
-            }) => {
-                self.queued_trigger.get_or_insert(trigger);
-            }
-            None => {
-                self.mark_spent();
-                self.work = Some(Work {
-                    job: Job::Refresh(trigger),
-                    attempt: 0,
-                    phase: Phase::WaitingOnline,
-                });
-                self.next_attempt();
-            }
-        }
-    }
-
-    /// Moves the work to its next attempt: waits for the network or the
-    /// lock, or sends.
-    fn next_attempt(&mut self) {
-        let cross_tab = self.config.cross_tab;
-        let offline = self.offline;
-        let Some(work) = &mut self.work else { return };
-        if offline {
-            work.phase = Phase::WaitingOnline;
-            return;
-        }
-        match &work.job {
-            Job::Refresh(_) if cross_tab && self.lock != LockState::Held => {
-                work.phase = Phase::WaitingLock;
-                if self.lock == LockState::Free {
-                    self.lock = LockState::Requested;
-                    self.push(Action::AcquireLock);
-                }
-            }
-            _ => self.send(),
-        }
-    }
-
-    fn send(&mut self) {
-        let id = self.new_id();
-        let Some(work) = &mut self.work else { return };
-        work.attempt += 1;
-        work.phase = Phase::InFlight(id);
-        let request = match &work.job {
-            Job::Start(r) => Request::Start(r.clone()),
-            Job::Refresh(_) => Request::Refresh,
-        };
-        self.push(Action::Send { id, request });
-    }
-
-    fn on_lock_granted(&mut self, stored: StoredEntries, now: Millis) {
-        self.lock = LockState::Held;
-        let waiting = matches!(
-            self.work,
-            Some(Work {
-                job: Job::Refresh(_),
-                phase: Phase::WaitingLock,
-                ..
-            })
-        );
-        if !waiting || self.is_ended() {
-            self.release_lock();
-            return;
-        }
-        if self.offline {
-            self.release_lock();
-            if let Some(w) = &mut self.work {
-                w.phase = Phase::WaitingOnline;
-            }
-            return;
-        }
-        // Another tab may have refreshed while we waited for the lock.
-        if let Stored::Valid(token, at) = self.read_stored(stored, now) {
-            if self.adoptable(&token, at, now, true) {
-                self.adopt_from_tab(token, at, now);
-                return;
-            }
-        }
-        self.send();
-    }
-
-    /// Whether a token from another tab (or from storage under the lock) should
-    /// replace ours: it is a different valid token, not older than ours, and with
-    /// `comfortable` it is also far enough from expiry not to need a refresh itself.
-    fn adoptable(&self, token: &AccessToken, at: Millis, now: Millis, comfortable: bool) -> bool {
-        if !is_plausible_token(token.expose()) || at <= now {
-            return false;
-        }
-        let (ours, lifetime) = match &self.state {
-            SessionState::Active(s) => (s.token.as_ref(), s.lifetime_ms),
-            _ => (None, self.lifetime_ms()),
-        };
-        // Any other valid token in storage is newer than ours: storage is what
-        // every tab and the widget itself read, and a tab writes a token only
-        // when it got one. Its expiry may still be earlier than ours, since
-        // ours may come from the widget's `_Expires` (`accessTokenLifeHours`).
-        if ours == Some(token) {
-            return false;
-        }
-        let margin = (self.config.refresh_ahead_secs * 1000).min(lifetime / 2);
-        !comfortable || at - now > margin
-    }
-
-    /// News of a token from another tab: adopt a new one, or correct the
-    /// expiry of the one we share.
-    fn on_tab_token(&mut self, token: AccessToken, at: Millis, announced: bool, now: Millis) {
-        if self.is_ended() {
-        } else if self.current_token() == Some(&token) {
-            self.correct_expiry(at, announced, now);
-        } else if self.adoptable(&token, at, now, false) {
-            self.adopt_from_tab(token, at, now);
-        }
-    }
-
-    /// Another tab knows better when the token we share expires. An expiry read
-    /// back from storage is believed only when earlier (it learnt the backend's
-    /// lifetime, which the widget's `_Expires` can overstate; a stale or widget
-    /// write can never stretch a token's life); an `announced` one, computed by
-    /// the tab that got the token from the backend, is believed either way.
-    fn correct_expiry(&mut self, at: Millis, announced: bool, now: Millis) {
-        if let SessionState::Active(s) = &mut self.state {
-            if at > now && (at < s.expires_at || (announced && at != s.expires_at)) {
-                let issued = s.expires_at.saturating_sub(s.lifetime_ms);
-                s.lifetime_ms = at.saturating_sub(issued).max(1);
-                s.expires_at = at;
-                s.expiry_assumed = false;
-            }
-        }
-    }
-
-    fn adopt_from_tab(&mut self, token: AccessToken, at: Millis, now: Millis) {
-        let s = self.adopted_session(token.clone(), at, now, ActiveSource::Tab);
-        let expires_at = s.expires_at;
-        self.last_token_at = Some(now);
-        // No write back of the expiry: what this tab read may be stale, and
-        // other tabs would believe an early one. Live tabs learn the exact
-        // expiry from the announcing tab's message.
-        self.create_capture_session(token);
-        let refreshing = matches!(
-            self.work,
-            Some(Work {
-                job: Job::Refresh(_),
-                ..
-            })
-        );
-        let in_flight = matches!(
-            self.work,
-            Some(Work {
-                phase: Phase::InFlight(_),
-                ..
-            })
-        );
-        if refreshing && !in_flight {
-            // Our refresh is satisfied by the other tab's.
-            self.work = None;
-            self.set_session(s);
-            self.release_lock();
-            self.render();
-            self.settle_refresh(Ok(()));
-        } else {
-            self.set_session(s);
-        }
-        self.emit(Event::Active {
-            expires_at,
-            source: ActiveSource::Tab,
-        });
-        if self.work.is_none() {
-            self.settle_ready();
-        }
-    }
-
-    fn on_reply(&mut self, id: RequestId, outcome: ReplyOutcome, now: Millis) {
-        let Some(work) = &self.work else { return };
-        if work.phase != Phase::InFlight(id) {
-            return; // a late reply to something we no longer wait for
-        }
-        let start = matches!(work.job, Job::Start(_));
-        let allow_null = start && !(self.config.mode == Mode::Code && self.config.client_session);
-        match outcome {
-            ReplyOutcome::Success(raw) => match raw.validate(allow_null) {
-                Ok(reply) if start => self.on_started(reply, now),
-                Ok(reply) => self.on_refreshed(reply, now),
-                Err(m) => self.on_failure(FailureReason::Malformed(m), None, now),
-            },
-            ReplyOutcome::SuccessUnparsed => {
-                let m = MalformedReply::NotJson;
-                self.on_failure(FailureReason::Malformed(m), None, now)
-            }
-            ReplyOutcome::Status { status: 401, .. } => self.on_unauthorized(),
-            ReplyOutcome::Status {
-                status: 429 | 503,
-                retry_after_ms,
-                ..
-            } => self.on_failure(FailureReason::Throttled, retry_after_ms, now),
-            ReplyOutcome::Status {
-                status: 500..=599, ..
-            } => self.on_failure(FailureReason::ServerError, None, now),
-            ReplyOutcome::Status { .. } => self.give_up(FailureReason::Rejected, now),
-            ReplyOutcome::Timeout => self.on_failure(FailureReason::Timeout, None, now),
-            ReplyOutcome::Network => self.on_failure(FailureReason::Network, None, now),
-        }
-    }
-
-    fn on_refreshed(&mut self, reply: TokenReply, now: Millis) {
-        let Some(Work {
-            job: Job::Refresh(trigger),
             ..
-        }) = self.work.take()
-        else {
-            return;
-        };
-        let Some(token) = reply.access_token else {
-            return;
-        };
-        let replaced = self.current_token() != Some(&token);
-        let lifetime_ms = reply.expires_in * 1000;
-        let expires_at = now + lifetime_ms;
-        self.state = SessionState::Active(ActiveSession {
-            token: Some(token.clone()),
-            expires_at,
-            lifetime_ms,
-            source: match &self.state {
-                SessionState::Active(s) => s.source,
-                _ => ActiveSource::Start,
-            },
-            expiry_assumed: false,
-            refresh_spent: false,
-        });
-        self.store_new_token(token, expires_at, now);
-        if replaced && self.lock == LockState::Held {
-            // Tabs queued behind us for the old token get the lock only once
-            // they had time to see the new one.
-            self.kept_until = Some(now + KEEP_LOCK_MS);
-        } else {
-            self.release_lock();
+        }) = self.work
+        {
+            self.next_attempt();
         }
-        self.render();
-        self.emit(Event::Refreshed {
-            expires_at,
-            trigger,
-        });
-        self.settle_refresh(Ok(()));
-        self.settle_ready();
-    }
-
-    fn on_started(&mut self, reply: TokenReply, now: Millis) {
-        self.work = None;
-        let lifetime_ms = reply.expires_in * 1000;
-        let expires_at = now + lifetime_ms;
-        let queued = self.queued_trigger.take();
-        let mut got_token = false;
-        match self.config.mode {
-            Mode::Token => {
-                let SessionState::Active(s) = &mut self.state else {
-                    return;
-                };
-                match reply.access_token {
-                    Some(t) if s.token.as_ref() != Some(&t) => {
-                        s.token = Some(t.clone());
-                        s.expires_at = expires_at;
-                        s.lifetime_ms = lifetime_ms;
-                        s.expiry_assumed = false;
-                        s.refresh_spent = false;
-                        self.store_new_token(t, expires_at, now);
-                        self.emit(Event::Active {
-                            expires_at,
-                            source: ActiveSource::Start,
-                        });
-                        got_token = true;
-                    }
-                    // The backend knows the token's real lifetime; the widget's
-                    // `_Expires` follows `accessTokenLifeHours`, which sites set
-                    // longer than the token lives. Believe the earlier of the two,
-                    // and correct the stored expiry so a reload believes it too.
-                    _ if s.expiry_assumed || expires_at < s.expires_at => {
-                        s.expires_at = expires_at;
-                        s.lifetime_ms = lifetime_ms;
-                        s.expiry_assumed = false;
-                        if let Some(token) = s.token.clone() {
-                            self.push(Action::WriteToken { token, expires_at });
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Mode::Code if reply.access_token.is_none() && self.current_token().is_some() => {
-                // The backend keeps the session (`clientSession: false`) and the
-                // page already gave the widget a token meanwhile: keep it.
-            }
-            Mode::Code => {
-                got_token = reply.access_token.is_some();
-                self.state = SessionState::Active(ActiveSession {
-                    token: reply.access_token.clone(),
-                    expires_at,
-                    lifetime_ms,
-                    source: ActiveSource::Start,
-                    expiry_assumed: false,
-                    refresh_spent: false,
-                });
-                if let Some(t) = reply.access_token {
-                    self.store_new_token(t, expires_at, now);
-                }
-                self.emit(Event::Active {
-                    expires_at,
-                    source: ActiveSource::Start,
-                });
-            }
+        if self
+            .notice
+            .is_some_and(|n| n.in_flight.is_none() && self.timers.get(Timer::Notice).is_none())
+        {
+            self.send_notice();
         }
-        self.settle_ready();
-        if got_token {
-            // Whatever asked for a token while the start was under way has one now.
-            self.render();
-            self.settle_refresh(Ok(()));
-        } else if let Some(trigger) = queued {
-            self.want_refresh(trigger);
-        }
-    }
-
-    /// A token that arrived in a start reply: store it, tell the other tabs and the widget.
-    /// Hands a new token to the widget, then stores it with its real expiry and
-    /// tells the other tabs. The order matters: `createCaptureSession` writes
-    /// `_Expires` from `accessTokenLifeHours`, which can outlive the token, so
-    /// our write comes after it and is what other tabs read.
-    fn store_new_token(&mut self, token: AccessToken, expires_at: Millis, now: Millis) {
-        self.last_token_at = Some(now);
-        self.recreated = false;
-        self.create_capture_session(token.clone());
-        self.push(Action::WriteToken { token, expires_at });
-        if self.config.cross_tab {
-            self.push(Action::BroadcastTokenReplaced { expires_at });
-        }
-    }
-
-    fn on_unauthorized(&mut self) {
-        self.work = None;
-        self.release_lock();
-        if let SessionState::Active(_) = self.state {
-            self.end(EndReason::Server, true, false, true);
-        } else {
-            self.queued_trigger = None;
-            self.render_screen = None;
-            self.settle_refresh(Err(ApiError::NoSession));
-            self.settle_ready();
-        }
-    }
-
-    fn on_failure(&mut self, reason: FailureReason, retry_after_ms: Option<u64>, now: Millis) {
-        if let FailureReason::Malformed(m) = reason {
-            self.warn(WarningCode::BadBackendReply, m.message());
-        }
-        let attempt = self.work.as_ref().map_or(0, |w| w.attempt);
-        if attempt >= self.config.retry.max_attempts {
-            return self.give_up(reason, now);
-        }
-        let delay = self
-            .config
-            .retry
-            .delay_ms(attempt, retry_after_ms, &mut self.jitter);
-        self.release_lock();
-        if let Some(w) = &mut self.work {
-            w.phase = Phase::Backoff { until: now + delay };
-        }
-        self.emit(Event::RefreshFailed {
-            attempt,
-            retry_in_ms: Some(delay),
-            reason,
-        });
-        // `ready` does not wait through retries.
-        self.settle_ready();
-    }
-
-    fn give_up(&mut self, reason: FailureReason, now: Millis) {
-        let attempt = self.work.take().map_or(0, |w| w.attempt);
-        self.release_lock();
-        self.queued_trigger = None;
-        self.render_screen = None;
-        self.emit(Event::RefreshFailed {
-            attempt,
-            retry_in_ms: None,
-            reason,
-        });
-        self.settle_refresh(Err(ApiError::BackendUnavailable));
-        self.settle_ready();
-        // The token stays while it is valid; `fire_due` ends the session at expiry.
-        self.fire_due(now);
-    }
-
-    // ----- ending --------------------------------------------------------
-
-    /// Ends the session: cancels the work, clears the entries (unless another
-    /// tab did), tells the widget / backend / other tabs as asked.
-    fn end(&mut self, reason: EndReason, tell_widget: bool, tell_backend: bool, broadcast: bool) {
-        self.cancel_work();
-        self.render_screen = None;
-        self.state = SessionState::Ended(reason);
-        if reason != EndReason::Tab {
-            self.push(Action::ClearToken);
-        }
-        if tell_widget {
-            self.push(Action::EndCaptureSession);
-        }
-        if tell_backend && self.config.end_url.is_some() {
-            let id = self.new_id();
-            self.push(Action::Send {
-                id,
-                request: Request::End,
-            });
-        }
-        if broadcast && self.config.cross_tab {
-            self.push(Action::BroadcastSessionEnded);
-        }
-        self.emit(Event::Ended { reason });
-        self.settle_refresh(Err(ApiError::SessionEnded));
-        self.settle_ready();
     }
 
     fn detach(&mut self) {
         self.cancel_work();
         self.settle_refresh(Err(ApiError::Detached));
         self.settle_ready();
+        self.release_widget_start();
+        self.timers.clear();
         self.state = SessionState::Detached;
     }
 }

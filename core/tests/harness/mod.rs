@@ -2,11 +2,16 @@
 //! several tabs of one origin sharing localStorage, a Web Lock and a
 //! BroadcastChannel, a virtual clock, and a backend whose replies the test
 //! scripts. As in Chromium, each tab reads its own copy of localStorage, which
-//! learns other tabs' writes by messages that lock grants may overtake. The world executes every action the engines emit and checks, as it
-//! goes, the invariants that must hold in every interleaving.
+//! learns other tabs' writes by messages that lock grants and tab messages may
+//! overtake. Like the browser layer, a tab looks at storage (`Input::Storage`)
+//! before every timer and every tab message, and when its copy changes. Tabs
+//! can reload (a new engine starts from what storage holds; the messages
+//! queued for the old page are lost). The world executes every action the
+//! engines emit and checks, as it goes, the invariants that must hold in
+//! every interleaving.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use capture_session_core::engine::*;
 use capture_session_core::wire::{JsonScalar, RawTokenReply};
@@ -24,14 +29,16 @@ pub const SECRET: &str = "SECRET";
 pub enum Msg {
     /// An input as is.
     Input(Input),
+    /// The page loads: the helper attaches and reads storage (at delivery time).
+    Startup,
     /// The lock was granted; the tab's copy of storage is read at delivery time.
     LockGranted,
-    /// Another tab broadcast a token replacement; storage is read at delivery
-    /// time, once the tab's copy has caught up (the browser layer waits for
-    /// the announced token to show up in storage).
-    TokenNews,
-    /// Another tab's storage write reaches this tab's copy of storage.
-    StorageSync,
+    /// Another tab's BroadcastChannel message; the tab looks at its copy of
+    /// storage first (as the browser layer does).
+    Tab(TabMessage),
+    /// Another tab's storage write (made at this time) reaches this tab's
+    /// copy of storage (a `storage` event: the tab looks).
+    StorageSync(Millis),
 }
 
 /// One browser tab: an engine plus what the page around it saw.
@@ -48,26 +55,32 @@ pub struct Tab {
     pub renders: Vec<String>,
     pub ready_settled: u32,
     pub refresh_results: Vec<Result<(), ApiError>>,
-    /// The tab emitted `ended` and has not seen a new login since.
-    pub ended_since_login: bool,
     /// Requests and triggers in the current token's epoch (invariant 4).
     pub epoch_token: Option<String>,
     pub epoch_requests: u32,
     pub epoch_triggers: u32,
     /// Start requests sent since the last login.
     pub login_starts: u32,
-    /// A login is being handled: an `ended` before it in the same step is allowed.
-    pub in_login: bool,
     /// The time of the last input, to tell when the clock went back.
     pub last_now: Millis,
     /// Storage states this tab's copy has still to go through, oldest first;
     /// empty when its copy is up to date.
     pub lagging: VecDeque<StoredEntries>,
     /// The refresh this tab has in flight, and the token (fingerprint) it
-    /// replaces: what the tab's copy of storage held when it sent it.
+    /// replaces.
     pub replacing: Option<(RequestId, u32)>,
     /// While the reply to that refresh is being handled: the token it replaces.
     pub answering: Option<u32>,
+    /// The widget's `start()` is held.
+    pub start_held: bool,
+    /// Page loads of this tab (0 for the first).
+    pub loads: u32,
+    /// The storage version this tab last looked at (or wrote).
+    pub looked: u64,
+    /// Every token this tab's engine held, or handed to the widget.
+    pub held: BTreeSet<String>,
+    /// What this tab's engine last saw of storage.
+    pub last_look: StoredEntries,
 }
 
 /// A backend request in flight.
@@ -77,6 +90,8 @@ pub struct InFlight {
     pub id: RequestId,
     pub request: Request,
     pub sent_at: Millis,
+    /// The sign-in a token minted for this request belongs to.
+    pub epoch: u32,
 }
 
 /// The simulated browser.
@@ -84,13 +99,13 @@ pub struct World {
     pub now: Millis,
     pub config: Config,
     pub tabs: Vec<Tab>,
-    /// localStorage: `janrainCaptureToken` and `janrainCaptureToken_Expires`.
+    /// localStorage: the widget's token, its expiry, the helper's marker.
     pub storage: StoredEntries,
     pub lock_holder: Option<usize>,
     pub lock_queue: VecDeque<usize>,
     /// Which tab replaced each token (fingerprint) by a refresh, and when:
     /// invariant 5, no other tab refreshes it again while the lock is kept.
-    pub replaced: BTreeMap<u32, (usize, Millis)>,
+    pub replaced: BTreeMap<u32, (usize, Millis, u32)>,
     pub in_flight: Vec<InFlight>,
     /// Every request ever sent: (tab, request, time).
     pub sent: Vec<(usize, Request, Millis)>,
@@ -102,6 +117,34 @@ pub struct World {
     pub max_refreshes_in_flight: usize,
     /// Tokens the test has minted, for the leak check.
     pub minted: u32,
+    /// Which sign-in (epoch) each token belongs to; tokens minted by a
+    /// refresh belong to the backend session's sign-in. Epoch 0 is the
+    /// session found in storage at the start.
+    pub epoch_of: BTreeMap<String, u32>,
+    /// The sign-in whose session the backend holds (the cookie's), if any.
+    pub backend_epoch: Option<u32>,
+    pub next_epoch: u32,
+    /// Sign-ins the user ended (invariant 7: nothing brings them back), and
+    /// when (a step count).
+    pub ended_epochs: BTreeMap<u32, u64>,
+    /// When each sign-in (token fingerprint) was last announced to other tabs.
+    pub signed_in_news: BTreeMap<u32, u64>,
+    /// Counts steps (inputs handled).
+    pub steps: u64,
+    /// A tab reloaded after a logout: the messages its old page had still
+    /// to receive are lost, so the world-wide check of invariant 7 is off.
+    pub reloaded_after_logout: bool,
+    /// Counts storage writes.
+    pub storage_version: u64,
+    /// A tab wrote a token (`createCaptureSession`, or its expiry) while its
+    /// copy of storage lagged behind a page's logout by key removal, and so
+    /// wrote the removed token back: a race no tab can see (the page's tab
+    /// looks at storage only at its next wakeup, and a copy of storage
+    /// ignores remote writes to keys it is writing). Real pages navigate
+    /// after such a logout, and the page hide is a look; here the
+    /// world-wide check of invariant 7 is off from then on (the per-tab
+    /// checks stay).
+    pub wrote_over_page_logout: bool,
 }
 
 /// A 200 reply with `accessToken` and `expiresIn`.
@@ -138,13 +181,25 @@ pub fn login(token: &str, uuid: &str) -> Input {
         authorization_code: None,
         uuid: Some(uuid.into()),
         one_time: false,
-        widget_expires_at: None,
+        keep_me_logged_in: false,
+        widget_expires: None,
         redirect_uri: None,
     })
 }
 
+/// The marker of a live session whose widget entry holds `token` until `expires_at`.
+pub fn live_marker(token: &str, expires_at: Millis) -> String {
+    SessionMarker::Live {
+        token: Some(TokenSeen {
+            fingerprint: fingerprint(token),
+            expires_at,
+        }),
+    }
+    .encode()
+}
+
 impl Tab {
-    fn new(engine: Engine) -> Tab {
+    fn new(engine: Engine, loads: u32) -> Tab {
         Tab {
             engine,
             inbox: VecDeque::new(),
@@ -155,16 +210,19 @@ impl Tab {
             renders: Vec::new(),
             ready_settled: 0,
             refresh_results: Vec::new(),
-            ended_since_login: false,
             epoch_token: None,
             epoch_requests: 0,
             epoch_triggers: 1,
             login_starts: 0,
             last_now: T0,
-            in_login: false,
             lagging: VecDeque::new(),
             replacing: None,
             answering: None,
+            start_held: false,
+            loads,
+            looked: 0,
+            held: BTreeSet::new(),
+            last_look: StoredEntries::default(),
         }
     }
 
@@ -183,13 +241,18 @@ impl Tab {
             _ => false,
         }
     }
+
+    /// Whether the tab's session was ended by someone (not by an expiry).
+    pub fn ended_by_someone(&self) -> bool {
+        matches!(self.engine.session(), SessionState::Ended(c) if *c != EndCause::Expired)
+    }
 }
 
 impl World {
     /// A world of `tabs` tabs sharing `config`; nothing started yet.
     pub fn new(config: Config, tabs: usize) -> World {
         let tabs = (0..tabs)
-            .map(|i| Tab::new(Engine::new(config.clone(), T0, 7 + i as u64)))
+            .map(|i| Tab::new(Engine::new(config.clone(), T0, 7 + i as u64), 0))
             .collect();
         World {
             now: T0,
@@ -205,27 +268,72 @@ impl World {
             widget_lifetime_ms: 3_600_000,
             max_refreshes_in_flight: 0,
             minted: 0,
+            epoch_of: BTreeMap::new(),
+            backend_epoch: None,
+            next_epoch: 1,
+            ended_epochs: BTreeMap::new(),
+            signed_in_news: BTreeMap::new(),
+            steps: 0,
+            reloaded_after_logout: false,
+            storage_version: 0,
+            wrote_over_page_logout: false,
         }
     }
 
-    /// Stores a token the way the widget does (every tab sees it at once).
+    /// Stores a token the way the widget does (every tab sees it at once),
+    /// with the marker of a live backend session for it.
     pub fn store(&mut self, token: &str, expires_at: Millis) {
         self.storage = StoredEntries {
             token: Some(token.into()),
             expires: Some(format_http_date(expires_at)),
+            marker: Some(live_marker(token, expires_at)),
+        };
+    }
+
+    /// Stores a token the way a widget alone does: no marker.
+    pub fn store_without_marker(&mut self, token: &str, expires_at: Millis) {
+        self.storage = StoredEntries {
+            token: Some(token.into()),
+            expires: Some(format_http_date(expires_at)),
+            marker: None,
         };
     }
 
     /// Tab `i` writes storage: its own copy changes now, the other tabs' copies
     /// when a `StorageSync` message reaches them.
-    fn write_storage(&mut self, i: usize, entries: StoredEntries) {
+    fn write_storage(&mut self, i: usize, change: impl FnOnce(&mut StoredEntries)) {
+        self.write_storage_as(i, true, change);
+    }
+
+    /// [`World::write_storage`] by the page or its widget on their own
+    /// (`helper` false): the tab's engine learns of it at its next look.
+    fn write_storage_as(
+        &mut self,
+        i: usize,
+        helper: bool,
+        change: impl FnOnce(&mut StoredEntries),
+    ) {
+        let mut entries = self.storage.clone();
+        change(&mut entries);
+        if entries == self.storage {
+            // Nothing changes for anyone; the writer's copy holds what it wrote.
+            self.tabs[i].lagging.clear();
+            if helper {
+                self.tabs[i].looked = self.storage_version;
+            }
+            return;
+        }
         let old = std::mem::replace(&mut self.storage, entries);
+        self.storage_version += 1;
         for j in 0..self.tabs.len() {
             if j == i {
                 self.tabs[j].lagging.clear();
+                if helper {
+                    self.tabs[j].looked = self.storage_version;
+                }
             } else {
                 self.tabs[j].lagging.push_back(old.clone());
-                self.tabs[j].inbox.push_back(Msg::StorageSync);
+                self.tabs[j].inbox.push_back(Msg::StorageSync(self.now));
             }
         }
     }
@@ -251,10 +359,49 @@ impl World {
     /// Starts every tab with what storage holds, and settles.
     pub fn start_all(&mut self) {
         for i in 0..self.tabs.len() {
-            let stored = self.storage.clone();
-            self.send(i, Input::Startup(stored));
+            self.tabs[i].inbox.push_back(Msg::Startup);
         }
         self.settle();
+    }
+
+    /// Reloads tab `i`: a new page, a new engine, started with what storage
+    /// holds. What the old page had queued is lost, its lock released, its
+    /// requests orphaned (a logout notice still reaches the backend: keepalive).
+    pub fn reload(&mut self, i: usize) {
+        // The old page is hidden first (`pagehide`): its helper looks once more.
+        if !matches!(self.tabs[i].engine.session(), SessionState::Starting) {
+            self.handle(i, Input::Visible(false));
+        }
+        if !self.ended_epochs.is_empty() {
+            self.reloaded_after_logout = true;
+        }
+        let loads = self.tabs[i].loads + 1;
+        let engine = Engine::new(
+            self.config.clone(),
+            self.now,
+            100 + i as u64 + u64::from(loads),
+        );
+        let inbox = std::mem::take(&mut self.tabs[i].inbox);
+        // Lock grants queued for the old page go to the next waiter.
+        let mut grants = inbox
+            .iter()
+            .filter(|m| matches!(m, Msg::LockGranted))
+            .count();
+        self.tabs[i] = Tab::new(engine, loads);
+        self.tabs[i].last_now = self.now;
+        self.in_flight.retain(|f| f.tab != i);
+        self.lock_queue.retain(|&t| t != i);
+        if self.lock_holder == Some(i) {
+            grants = grants.max(1);
+        }
+        for _ in 0..grants {
+            self.lock_holder = self.lock_queue.pop_front();
+            if let Some(next) = self.lock_holder {
+                self.tabs[next].inbox.push_back(Msg::LockGranted);
+            }
+        }
+        let stored = self.storage.clone();
+        self.handle(i, Input::Startup(stored));
     }
 
     /// Queues an input for tab `i`.
@@ -278,6 +425,7 @@ impl World {
                 }
             }
             if !any {
+                self.check_quiet();
                 return;
             }
         }
@@ -300,46 +448,135 @@ impl World {
         let Some(msg) = self.tabs[i].inbox.remove(n % len) else {
             return false;
         };
-        let input = match msg {
-            Msg::Input(input) => input,
-            Msg::StorageSync => {
+        match msg {
+            Msg::Input(input @ Input::Reply { .. }) => self.reply(i, input),
+            Msg::Input(input) => self.handle(i, input),
+            Msg::StorageSync(_) => {
+                // (A copy that caught up with its own write since still gets
+                // the `storage` event of the remote write.)
                 self.tabs[i].lagging.pop_front();
-                return true;
+                // (Without `crossTab` the helper does not listen to `storage` events.)
+                if self.config.cross_tab {
+                    let view = self.view(i);
+                    self.handle(i, Input::Storage(view));
+                }
             }
-            Msg::LockGranted => Input::LockGranted {
-                stored: self.view(i),
-            },
-            Msg::TokenNews => {
-                self.tabs[i].lagging.clear();
-                let (Some(token), Some(at)) = (
-                    self.storage.token.clone(),
-                    self.storage.expires.as_deref().and_then(parse_http_date),
-                ) else {
-                    return true; // the entry is gone again: nothing to read
-                };
-                Input::Tab(TabNews::TokenReplaced {
-                    token: AccessToken::new(token),
-                    expires_at: at,
-                })
+            Msg::LockGranted => {
+                let stored = self.view(i);
+                self.handle(i, Input::LockGranted { stored });
             }
-        };
-        self.handle(i, input);
+            Msg::Startup => {
+                let stored = self.view(i);
+                self.handle(i, Input::Startup(stored));
+            }
+            Msg::Tab(message) => self.handle(i, Input::Tab(message)),
+        }
         true
     }
 
-    /// Feeds `input` to tab `i` now, executes the resulting actions and checks invariants.
+    /// Feeds `input` to tab `i` now, after a look at its copy of storage (as
+    /// the browser layer does at every wakeup: the page may have written
+    /// meanwhile), executes the resulting actions and checks invariants.
     pub fn handle(&mut self, i: usize, input: Input) {
+        // The helper starts (reads storage) before anything else reaches it.
+        if matches!(self.tabs[i].engine.session(), SessionState::Starting)
+            && !matches!(input, Input::Startup(_))
+        {
+            self.tabs[i].inbox.retain(|m| !matches!(m, Msg::Startup));
+            let stored = self.view(i);
+            self.handle_one(i, Input::Startup(stored));
+        }
+        // The widget stores a session's token before it tells the page about it.
+        let widget_write = match &input {
+            Input::Widget(WidgetEvent::LoginSuccess {
+                access_token: Some(t),
+                one_time: false,
+                widget_expires,
+                ..
+            }) if self.config.mode == capture_session_core::wire::Mode::Token => Some((
+                t.expose().to_string(),
+                widget_expires
+                    .clone()
+                    .unwrap_or_else(|| format_http_date(self.now + self.widget_lifetime_ms)),
+            )),
+            Input::Widget(WidgetEvent::SessionCreated {
+                access_token: Some(t),
+            }) => Some((
+                t.expose().to_string(),
+                format_http_date(self.now + self.widget_lifetime_ms),
+            )),
+            _ => None,
+        };
+        if let Some((token, expires)) = widget_write {
+            if self.storage.token.as_deref() != Some(token.as_str()) {
+                self.tabs[i].widget_token = Some(token.clone());
+                self.write_as_widget(i, token, Some(expires));
+            }
+        }
+        let own_view = matches!(
+            input,
+            Input::Startup(_)
+                | Input::Storage(_)
+                | Input::LockGranted { .. }
+                | Input::StorageFailed
+        );
+        if !own_view && !matches!(self.tabs[i].engine.session(), SessionState::Starting) {
+            let view = self.view(i);
+            self.handle_one(i, Input::Storage(view));
+        }
+        self.handle_one(i, input);
+        self.run_due(i);
+    }
+
+    /// Fires tab `i`'s timers that are due now: a deadline already passed is
+    /// a `setTimeout(0)` in the browser, run right after the current task.
+    fn run_due(&mut self, i: usize) {
+        for _ in 0..20 {
+            if !self.tabs[i]
+                .engine
+                .poll_timeout()
+                .is_some_and(|d| d <= self.now)
+            {
+                return;
+            }
+            self.fire_now(i);
+        }
+    }
+
+    fn handle_one(&mut self, i: usize, input: Input) {
+        self.steps += 1;
         let now = self.now;
         let pre_valid = self.valid_before(i);
+        let own_token = self.tabs[i].token();
         let protective = match &input {
             Input::Reply { outcome, .. } => is_transient(outcome),
             Input::Online(_)
             | Input::Visible(_)
             | Input::StorageFailed
-            | Input::LockGranted { .. }
-            | Input::Tab(TabNews::TokenReplaced { .. }) => true,
+            | Input::Tab(TabMessage::Token(_)) => true,
+            // A look at storage (or a grant) that still shows this tab's
+            // token, or a newer one, must not cost it.
+            Input::Storage(s) | Input::LockGranted { stored: s } => {
+                s.token.is_some() && s.marker.as_deref() != Some("ending")
+            }
             _ => false,
         };
+        let was_ended = self.tabs[i].ended_by_someone();
+        let starting = matches!(self.tabs[i].engine.session(), SessionState::Starting);
+        let looks = match input {
+            Input::Startup(_) => starting,
+            Input::Storage(_) | Input::LockGranted { .. } => true,
+            _ => false,
+        };
+        if looks {
+            if let Input::Startup(v) | Input::Storage(v) | Input::LockGranted { stored: v } = &input
+            {
+                self.tabs[i].last_look = v.clone();
+            }
+        }
+        if looks && self.tabs[i].lagging.is_empty() {
+            self.tabs[i].looked = self.storage_version;
+        }
         let tab = &mut self.tabs[i];
         let is_login = matches!(
             input,
@@ -352,8 +589,6 @@ impl World {
             Input::Widget(WidgetEvent::LoginSuccess {
                 one_time: false, ..
             }) => {
-                tab.ended_since_login = false;
-                tab.in_login = true;
                 tab.login_starts = 0;
                 tab.epoch_triggers += 1;
             }
@@ -372,23 +607,46 @@ impl World {
             }
         }
         tab.engine.handle(input, now);
+        if let Some(t) = tab.token() {
+            tab.held.insert(t);
+        }
         let cleared = self.drain(i);
         self.tabs[i].answering = None;
-        if is_login {
-            let tab = &mut self.tabs[i];
-            tab.in_login = false;
-            tab.ended_since_login = tab.engine.state() == PublicState::Ended;
-        }
         self.check_after(i, pre_valid && protective, cleared, is_login);
+        self.check_revival(i, was_ended, own_token);
     }
 
-    /// Calls `handle_timeout` on tab `i` and executes the result.
+    /// Delivers a reply to tab `i`.
+    pub fn reply(&mut self, i: usize, input: Input) {
+        self.handle(i, input);
+    }
+
+    /// Calls `handle_timeout` on tab `i` (after a look at storage, as the
+    /// browser layer does) and executes the result.
     pub fn fire(&mut self, i: usize) {
+        // Storage writes reach other tabs well within a second (the engine's
+        // news grace): a timer that long after a write sees it.
+        while let Some(n) = self.tabs[i].inbox.iter().position(
+            |m| matches!(m, Msg::StorageSync(at) if at.saturating_add(NEWS_GRACE_MS) <= self.now),
+        ) {
+            self.deliver_nth(i, n);
+        }
+        self.fire_now(i);
+        self.run_due(i);
+    }
+
+    /// `handle_timeout` on tab `i`, after its look at storage.
+    fn fire_now(&mut self, i: usize) {
+        let view = self.view(i);
+        self.handle_one(i, Input::Storage(view));
         let now = self.now;
         let pre_valid = self.valid_before(i);
+        let was_ended = self.tabs[i].ended_by_someone();
+        let own_token = self.tabs[i].token();
         self.tabs[i].engine.handle_timeout(now);
         let cleared = self.drain(i);
         self.check_after(i, pre_valid, cleared, false);
+        self.check_revival(i, was_ended, own_token);
     }
 
     /// Whether tab `i` holds a token valid now, judged only when the clock did not
@@ -400,6 +658,85 @@ impl World {
         let steady = now >= tab.last_now;
         tab.last_now = now;
         steady && tab.has_valid_token(now)
+    }
+
+    fn epoch(&self, token: &str) -> Option<u32> {
+        self.epoch_of.get(token).copied()
+    }
+
+    /// Invariant 7, one tab: a session someone ended comes back only with a
+    /// token of a sign-in nobody ended.
+    fn check_revival(&self, i: usize, was_ended: bool, before: Option<String>) {
+        let tab = &self.tabs[i];
+        if !was_ended {
+            return;
+        }
+        if let Some(token) = tab.token() {
+            if Some(&token) != before.as_ref() {
+                let epoch = self.epoch(&token);
+                // (News of a sign-in sent before the user ended it may still
+                // arrive after: the end's own news follows it.)
+                let news = self.signed_in_news.get(&fingerprint(&token)).copied();
+                let ended = epoch
+                    .and_then(|e| self.ended_epochs.get(&e))
+                    .is_some_and(|&at| news.is_none_or(|sent| sent > at));
+                assert!(
+                    !ended,
+                    "tab {i}: an ended session came back with a token of sign-in {epoch:?}, which the user ended; actions: {:?}",
+                    tab.actions
+                );
+            }
+        }
+    }
+
+    /// Invariants once every message is delivered: no tab, widget or storage
+    /// holds a token of a sign-in the user ended (7).
+    fn check_quiet(&self) {
+        // (Without `crossTab` tabs learn of each other only at their own
+        // looks: a logout reaches another tab at its next wakeup, by design.)
+        if self.reloaded_after_logout || self.wrote_over_page_logout || !self.config.cross_tab {
+            return;
+        }
+        let ended = |t: &Option<String>| {
+            t.as_ref()
+                .and_then(|t| self.epoch(t))
+                .is_some_and(|e| self.ended_epochs.contains_key(&e))
+        };
+        for (i, tab) in self.tabs.iter().enumerate() {
+            if tab.looked < self.storage_version
+                || tab.engine.poll_timeout().is_some_and(|d| d <= self.now)
+                || tab.engine.pending_news().is_some()
+            {
+                // The page's own write (no `storage` event in the writing
+                // tab): the tab sees it at its next wakeup. Or a timer due
+                // now has yet to fire, or a newer token's news is half in.
+                continue;
+            }
+            assert!(
+                !ended(&tab.token()),
+                "tab {i} holds a token of a sign-in the user ended: {:?}; actions: {:?}",
+                tab.engine.session(),
+                tab.actions
+            );
+            // A tab that ended a session told its widget (a token the
+            // helper never held is the page's business).
+            let involved = matches!(tab.engine.session(), SessionState::Ended(_))
+                && tab
+                    .widget_token
+                    .as_ref()
+                    .is_some_and(|t| tab.held.contains(t));
+            assert!(
+                !(involved && ended(&tab.widget_token)),
+                "tab {i}'s widget holds a token of a sign-in the user ended: {:?}; actions: {:?}",
+                tab.engine.session(),
+                tab.actions
+            );
+        }
+        assert!(
+            !ended(&self.storage.token),
+            "storage holds a token of a sign-in the user ended: {:?}",
+            self.storage
+        );
     }
 
     /// Invariants after tab `i` handled something: a valid token survives
@@ -436,13 +773,82 @@ impl World {
             tab.epoch_requests = 0;
             tab.epoch_triggers = if login { 2 } else { 1 };
         }
-        if tab.ended_since_login {
-            assert_eq!(
-                tab.engine.state(),
-                PublicState::Ended,
-                "tab {i}: ended is sticky"
-            );
+    }
+
+    /// The user ends the session of tab `i` (or the page does, for tab `i`'s
+    /// view): that sign-in, and the backend's, are over for good.
+    pub fn user_logs_out(&mut self, i: usize) {
+        let epochs = self.logout_epochs(i);
+        self.end_epochs(epochs);
+    }
+
+    /// The sign-ins a logout in tab `i` ends: its own, what its storage
+    /// shows, and the backend's.
+    pub fn logout_epochs(&self, i: usize) -> Vec<u32> {
+        // (What the tab's helper last saw: a write it has yet to look at is
+        // unknown to it.)
+        let view = self.tabs[i].last_look.clone();
+        // The backend's session, as far as this tab can know of one.
+        let knows = self.tabs[i].token().is_some()
+            || view.token.is_some()
+            || view
+                .marker
+                .as_deref()
+                .is_some_and(|m| m.starts_with("live"));
+        [self.tabs[i].token(), view.token]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| self.epoch(&t))
+            .chain(self.backend_epoch.filter(|_| knows))
+            .collect()
+    }
+
+    /// Those sign-ins are over for good.
+    pub fn end_epochs(&mut self, epochs: Vec<u32>) {
+        for e in epochs {
+            self.ended_epochs.entry(e).or_insert(self.steps);
         }
+        if self
+            .backend_epoch
+            .is_some_and(|e| self.ended_epochs.contains_key(&e))
+        {
+            self.backend_epoch = None;
+        }
+    }
+
+    /// The widget of tab `i` stores a token (at a sign-in, or when the page
+    /// hands it one), with its own idea of the expiry.
+    pub fn write_as_widget(&mut self, i: usize, token: String, expires: Option<String>) {
+        self.write_storage_as(i, false, |s| {
+            s.token = Some(token);
+            s.expires = expires;
+        });
+    }
+
+    /// The widget of tab `i` ends its session on its own (its sign-out link).
+    pub fn widget_ends_session(&mut self, i: usize) {
+        self.tabs[i].widget_token = None;
+        self.write_storage_as(i, false, |s| {
+            s.token = None;
+            s.expires = None;
+        });
+    }
+
+    /// The page of tab `i` logs out by removing the widget's keys (the marker stays).
+    pub fn page_removes_keys(&mut self, i: usize) {
+        let view = self.view(i);
+        if view.token.is_none() {
+            return; // nothing to remove: nothing anyone could notice
+        }
+        // Removing a token that had expired is what the widget does to clean
+        // up: indistinguishable from it, so not a logout (documented).
+        if stored_expiry(&view).is_some_and(|at| at > self.now) {
+            self.user_logs_out(i);
+        }
+        self.write_storage_as(i, false, |s| {
+            s.token = None;
+            s.expires = None;
+        });
     }
 
     /// Executes tab `i`'s pending actions; returns whether storage was cleared.
@@ -456,18 +862,27 @@ impl World {
                 !text.contains(SECRET),
                 "an action's Debug leaks a secret: {text}"
             );
-            if self.tabs[i].ended_since_login {
+            if self.tabs[i].ended_by_someone() {
+                if let Action::CreateCaptureSession(t) | Action::WriteToken { token: t, .. } =
+                    &action
+                {
+                    let epoch = self.epoch(t.expose());
+                    let news = self.signed_in_news.get(&fingerprint(t.expose())).copied();
+                    let ended = epoch
+                        .and_then(|e| self.ended_epochs.get(&e))
+                        .is_some_and(|&at| news.is_none_or(|sent| sent > at));
+                    assert!(
+                        !ended,
+                        "tab {i}: {action:?} of an ended sign-in after the session ended"
+                    );
+                }
                 assert!(
                     !matches!(
                         action,
-                        Action::WriteToken { .. }
-                            | Action::CreateCaptureSession(_)
-                            | Action::BroadcastTokenReplaced { .. }
-                            | Action::Send {
-                                request: Request::Refresh | Request::Start(_),
-                                ..
-                            }
-                            | Action::Emit(Event::Active { .. } | Event::Refreshed { .. })
+                        Action::Send {
+                            request: Request::Refresh(_) | Request::Start(_),
+                            ..
+                        } | Action::Emit(Event::Refreshed { .. })
                     ),
                     "tab {i}: {action:?} after the session ended"
                 );
@@ -476,97 +891,43 @@ impl World {
             self.tabs[i].fresh.push(action.clone());
             match action {
                 Action::WriteToken { token, expires_at } => {
+                    self.note_write_over_logout(token.expose());
                     // A refresh under the lock replaced the token it was for.
                     if self.lock_holder == Some(i) {
                         if let Some(old) = self.tabs[i].answering.take() {
                             if fingerprint(token.expose()) != old {
-                                self.replaced.insert(old, (i, self.now));
+                                self.replaced.insert(old, (i, self.now, self.tabs[i].loads));
                             }
                         }
                     }
-                    let entries = StoredEntries {
-                        token: Some(token.expose().into()),
-                        expires: Some(format_http_date(expires_at)),
-                    };
-                    self.write_storage(i, entries);
+                    self.write_storage(i, |s| {
+                        s.token = Some(token.expose().into());
+                        s.expires = Some(format_http_date(expires_at));
+                    });
                 }
                 Action::ClearToken => {
                     cleared = true;
-                    self.write_storage(i, StoredEntries::default());
-                }
-                Action::Send { id, request } => {
-                    self.sent.push((i, request.clone(), self.now));
-                    if request == Request::End {
-                        continue; // fire and forget (keepalive)
-                    }
-                    // A login's start request is bounded per login (its attempts);
-                    // refreshes are bounded per token (`check_after`).
-                    let max_attempts = self.config.retry.max_attempts;
-                    let tab = &mut self.tabs[i];
-                    if matches!(request, Request::Start(_)) {
-                        tab.login_starts += 1;
-                        assert!(
-                            tab.login_starts <= max_attempts,
-                            "tab {i}: {} start requests for one login",
-                            tab.login_starts
-                        );
-                    } else {
-                        tab.epoch_requests += 1;
-                    }
-                    let is_refresh = request == Request::Refresh;
-                    assert!(
-                        !self.in_flight.iter().any(|f| f.tab == i),
-                        "tab {i} sent a second request while one is in flight"
-                    );
-                    self.in_flight.push(InFlight {
-                        tab: i,
-                        id,
-                        request,
-                        sent_at: self.now,
+                    self.write_storage(i, |s| {
+                        s.token = None;
+                        s.expires = None;
                     });
-                    if is_refresh {
-                        let n = self
-                            .in_flight
-                            .iter()
-                            .filter(|f| f.request == Request::Refresh)
-                            .count();
-                        self.max_refreshes_in_flight = self.max_refreshes_in_flight.max(n);
-                        if self.config.cross_tab {
-                            assert!(n <= 1, "{n} refresh requests in flight at once");
-                            assert_eq!(
-                                self.lock_holder,
-                                Some(i),
-                                "tab {i} refreshed without holding the lock"
-                            );
-                            // The token this refresh replaces: the tab's own, or
-                            // without one, what its copy of storage holds.
-                            let view = self.view(i).token;
-                            let old = self.tabs[i].token().or(view).unwrap_or_default();
-                            let old = fingerprint(&old);
-                            // (Judged on a clock that did not go back since.)
-                            let by_other = self.replaced.get(&old).filter(|(tab, _)| *tab != i);
-                            if let Some(&(_, at)) = by_other {
-                                let ago = self.now.saturating_sub(at);
-                                assert!(
-                                    self.now < at || ago >= KEEP_LOCK_MS,
-                                    "tab {i} refreshed a token another tab replaced {ago} ms ago; actions: {:?}",
-                                    self.tabs[i].actions
-                                );
-                            }
-                            self.tabs[i].replacing = Some((id, old));
-                        }
-                    }
                 }
+                Action::WriteMarker(m) => {
+                    self.write_storage(i, |s| s.marker = m.map(SessionMarker::encode));
+                }
+                Action::Send { id, request } => self.sent_request(i, id, request),
                 Action::Abort(id) => self.in_flight.retain(|f| !(f.tab == i && f.id == id)),
                 Action::CreateCaptureSession(token) => {
                     let t = token.expose().to_string();
+                    self.tabs[i].held.insert(t.clone());
+                    self.note_write_over_logout(&t);
                     self.tabs[i].widget_token = Some(t.clone());
                     // The widget stores the token with its own idea of the expiry.
-                    let entries = StoredEntries {
-                        token: Some(t.clone()),
-                        expires: Some(format_http_date(self.now + self.widget_lifetime_ms)),
-                    };
-                    self.write_storage(i, entries);
+                    let expires = format_http_date(self.now + self.widget_lifetime_ms);
+                    self.write_storage(i, |s| {
+                        s.token = Some(t.clone());
+                        s.expires = Some(expires);
+                    });
                     if self.widget_echoes_session_created {
                         echoes.push(Input::Widget(WidgetEvent::SessionCreated {
                             access_token: Some(token),
@@ -575,18 +936,27 @@ impl World {
                 }
                 Action::EndCaptureSession => {
                     self.tabs[i].widget_token = None;
-                    self.write_storage(i, StoredEntries::default());
+                    self.write_storage(i, |s| {
+                        s.token = None;
+                        s.expires = None;
+                    });
                     echoes.push(Input::Widget(WidgetEvent::SessionEnded));
                 }
                 Action::RenderScreen(screen) => self.tabs[i].renders.push(screen),
+                Action::HoldWidgetStart => {
+                    assert!(!self.tabs[i].start_held, "tab {i}: start() held twice");
+                    self.tabs[i].start_held = true;
+                }
+                Action::ReleaseWidgetStart => {
+                    assert!(
+                        self.tabs[i].start_held,
+                        "tab {i}: start() released without being held"
+                    );
+                    self.tabs[i].start_held = false;
+                }
                 Action::Emit(event) => {
                     let text = format!("{event:?}");
                     assert!(!text.contains(SECRET), "an event leaks a secret: {text}");
-                    if let Event::Ended { .. } = event {
-                        if !self.tabs[i].in_login {
-                            self.tabs[i].ended_since_login = true;
-                        }
-                    }
                     self.tabs[i].events.push(event);
                 }
                 Action::AcquireLock => {
@@ -612,17 +982,18 @@ impl World {
                         self.tabs[next].inbox.push_back(Msg::LockGranted);
                     }
                 }
-                Action::BroadcastTokenReplaced { .. } => {
-                    for j in 0..self.tabs.len() {
-                        if j != i {
-                            self.tabs[j].inbox.push_back(Msg::TokenNews);
-                        }
+                Action::Broadcast(message) => {
+                    if let TabMessage::Token(Announcement {
+                        fingerprint,
+                        kind: NewsKind::SignedIn,
+                        ..
+                    }) = message
+                    {
+                        self.signed_in_news.insert(fingerprint, self.steps);
                     }
-                }
-                Action::BroadcastSessionEnded => {
                     for j in 0..self.tabs.len() {
                         if j != i {
-                            self.send(j, Input::Tab(TabNews::SessionEnded));
+                            self.tabs[j].inbox.push_back(Msg::Tab(message));
                         }
                     }
                 }
@@ -642,6 +1013,125 @@ impl World {
         cleared
     }
 
+    fn note_write_over_logout(&mut self, token: &str) {
+        if self.storage.token.as_deref() != Some(token)
+            && self
+                .epoch(token)
+                .is_some_and(|e| self.ended_epochs.contains_key(&e))
+        {
+            self.wrote_over_page_logout = true;
+        }
+    }
+
+    /// Bookkeeping and invariants of a request tab `i` sends.
+    fn sent_request(&mut self, i: usize, id: RequestId, request: Request) {
+        self.sent.push((i, request.clone(), self.now));
+        // Invariant 6: no refresh or start while this tab knows of a logout
+        // the backend has not confirmed.
+        if matches!(request, Request::Refresh(_) | Request::Start(_)) {
+            assert!(
+                self.view(i).marker.as_deref() != Some("ending"),
+                "tab {i} sent {request:?} while a logout is pending"
+            );
+        }
+        let max_attempts = self.config.retry.max_attempts;
+        let epoch = match &request {
+            Request::Start(capture_session_core::wire::StartRequest::Token {
+                access_token,
+                ..
+            }) => self.epoch(access_token.expose()).unwrap_or(0),
+            Request::Start(capture_session_core::wire::StartRequest::Code {
+                authorization_code,
+                ..
+            }) => self.epoch(authorization_code.expose()).unwrap_or(0),
+            Request::Refresh(r) => {
+                let replaced = r.replace.and_then(|fp| {
+                    self.epoch_of
+                        .iter()
+                        .find(|(t, _)| fingerprint(t) == fp)
+                        .map(|(_, e)| *e)
+                });
+                match replaced.or(self.backend_epoch) {
+                    Some(e) => e,
+                    None => {
+                        // A token minted with no session behind it: a sign-in of its own.
+                        self.next_epoch += 1;
+                        self.next_epoch - 1
+                    }
+                }
+            }
+            Request::End => 0,
+        };
+        let tab = &mut self.tabs[i];
+        match &request {
+            Request::Start(_) => {
+                // A login's start request is bounded per login (its attempts).
+                tab.login_starts += 1;
+                assert!(
+                    tab.login_starts <= max_attempts,
+                    "tab {i}: {} start requests for one login",
+                    tab.login_starts
+                );
+            }
+            // Refreshes are bounded per token (`check_after`).
+            Request::Refresh(_) => tab.epoch_requests += 1,
+            Request::End => {}
+        }
+        assert!(
+            !self.in_flight.iter().any(|f| f.tab == i),
+            "tab {i} sent a second request while one is in flight"
+        );
+        let is_refresh = matches!(request, Request::Refresh(_));
+        let replace = match &request {
+            Request::Refresh(r) => r.replace,
+            _ => None,
+        };
+        self.in_flight.push(InFlight {
+            tab: i,
+            id,
+            request,
+            sent_at: self.now,
+            epoch,
+        });
+        if !is_refresh {
+            return;
+        }
+        let n = self
+            .in_flight
+            .iter()
+            .filter(|f| matches!(f.request, Request::Refresh(_)))
+            .count();
+        self.max_refreshes_in_flight = self.max_refreshes_in_flight.max(n);
+        if self.config.cross_tab {
+            assert!(n <= 1, "{n} refresh requests in flight at once");
+            assert_eq!(
+                self.lock_holder,
+                Some(i),
+                "tab {i} refreshed without holding the lock"
+            );
+            // Invariant 5: the token this refresh replaces (it names it) was
+            // not just replaced by another tab. (Judged on a clock that did
+            // not go back since.)
+            let old = replace.unwrap_or(0);
+            // (A tab that reloaded since let its kept lock go with the page:
+            // the queued tab may then refresh what its copy of storage shows,
+            // and the backend hands it the current token without minting.)
+            let by_other = self
+                .replaced
+                .get(&old)
+                .filter(|(tab, _, loads)| *tab != i && self.tabs[*tab].loads == *loads);
+            if let Some(&(_, at, _)) = by_other {
+                let ago = self.now.saturating_sub(at);
+                assert!(
+                    self.now < at || ago >= KEEP_LOCK_MS,
+                    "tab {i} refreshed a token another tab replaced {ago} ms ago; actions: {:?}",
+                    self.tabs[i].actions
+                );
+            }
+            self.tabs[i].replacing = Some((id, old));
+        }
+    }
+
     /// The request tab `i` has in flight.
     pub fn pending(&self, i: usize) -> Option<&InFlight> {
         self.in_flight.iter().find(|f| f.tab == i)
@@ -650,9 +1140,27 @@ impl World {
     /// Answers tab `i`'s request in flight with `outcome` (delivered at once), and settles.
     pub fn respond(&mut self, i: usize, outcome: ReplyOutcome) -> Request {
         let f = self.take_request(i).expect("a request in flight");
-        self.handle(i, Input::Reply { id: f.id, outcome });
+        self.note_reply(&f, &outcome);
+        self.reply(i, Input::Reply { id: f.id, outcome });
         self.settle();
         f.request
+    }
+
+    /// Records which sign-in a token in a reply to `f` belongs to, and what
+    /// the backend's session is afterwards.
+    pub fn note_reply(&mut self, f: &InFlight, outcome: &ReplyOutcome) {
+        if let ReplyOutcome::Success(RawTokenReply {
+            access_token: JsonScalar::String(t),
+            ..
+        }) = outcome
+        {
+            self.epoch_of.entry(t.clone()).or_insert(f.epoch);
+        }
+        if let (Request::Start(_), ReplyOutcome::Success(raw)) = (&f.request, outcome) {
+            if raw.clone().validate(true).is_ok() {
+                self.backend_epoch = Some(f.epoch);
+            }
+        }
     }
 
     /// Removes tab `i`'s request from the network (its reply is to be delivered by the caller).
@@ -707,6 +1215,14 @@ impl World {
         format!("{SECRET}-{what}-{}", self.minted)
     }
 
+    /// A fresh secret token for a new sign-in.
+    pub fn mint_login(&mut self, what: &str) -> String {
+        let t = self.mint(what);
+        self.epoch_of.insert(t.clone(), self.next_epoch);
+        self.next_epoch += 1;
+        t
+    }
+
     /// Actions of tab `i` since the last call.
     pub fn take(&mut self, i: usize) -> Vec<Action> {
         std::mem::take(&mut self.tabs[i].fresh)
@@ -724,9 +1240,22 @@ impl World {
     pub fn refreshes_sent(&self) -> usize {
         self.sent
             .iter()
-            .filter(|(_, r, _)| *r == Request::Refresh)
+            .filter(|(_, r, _)| matches!(r, Request::Refresh(_)))
             .count()
     }
+
+    /// End requests ever sent, all tabs.
+    pub fn ends_sent(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|(_, r, _)| *r == Request::End)
+            .count()
+    }
+}
+
+/// Whether a request is a refresh.
+pub fn is_refresh(r: &Request) -> bool {
+    matches!(r, Request::Refresh(_))
 }
 
 /// Whether a reply outcome is a transient failure (one that must never cost a valid token).
@@ -736,4 +1265,9 @@ pub fn is_transient(outcome: &ReplyOutcome) -> bool {
         ReplyOutcome::SuccessUnparsed | ReplyOutcome::Timeout | ReplyOutcome::Network => true,
         ReplyOutcome::Status { status, .. } => *status != 401,
     }
+}
+
+/// Reads a stored expiry as the harness writes it.
+pub fn stored_expiry(s: &StoredEntries) -> Option<Millis> {
+    s.expires.as_deref().and_then(parse_http_date)
 }
