@@ -149,6 +149,7 @@ fn token_login_adopts_widget_expiry_and_sends_start_once_with_uuid() {
         Request::Start(StartRequest::Token {
             uuid: "uuid-1".into(),
             access_token: AccessToken::new(token.clone()),
+            keep_me_logged_in: false,
         })
     );
     // The backend echoes the token; the widget's sensible expiry stays.
@@ -411,6 +412,7 @@ fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
             authorization_code: AuthorizationCode::new(code),
             redirect_uri: "https://shop.example/oauth-redirect".into(),
             client_session: true,
+            keep_me_logged_in: false,
         })
     );
     let token = w.mint("srv");

@@ -78,6 +78,7 @@ fn all_actions() -> Vec<Action> {
             request: Request::Start(StartRequest::Token {
                 uuid: "u".into(),
                 access_token: token(),
+                keep_me_logged_in: false,
             }),
         },
         Action::Send {
@@ -86,6 +87,7 @@ fn all_actions() -> Vec<Action> {
                 authorization_code: AuthorizationCode::new(SECRET),
                 redirect_uri: "https://shop.example/cb".into(),
                 client_session: true,
+                keep_me_logged_in: false,
             }),
         },
         Action::Send {
@@ -221,6 +223,7 @@ fn no_token_in_any_state() {
         job: Job::Start(StartRequest::Token {
             uuid: "u".into(),
             access_token: token(),
+            keep_me_logged_in: false,
         }),
         attempt: 1,
         phase: Phase::InFlight(RequestId(1)),

@@ -670,6 +670,8 @@ impl Engine {
                     job: Job::Start(StartRequest::Token {
                         uuid,
                         access_token: token,
+                        // Not read from the login payload yet.
+                        keep_me_logged_in: false,
                     }),
                     attempt: 0,
                     phase: Phase::WaitingOnline,
@@ -705,6 +707,8 @@ impl Engine {
                 authorization_code: code,
                 redirect_uri,
                 client_session: self.config.client_session,
+                // Not read from the login payload yet.
+                keep_me_logged_in: false,
             }),
             attempt: 0,
             phase: Phase::WaitingOnline,
