@@ -19,8 +19,9 @@ const ERROR_CODE = /^[a-z][a-z0-9_]{0,39}$/;
 /** Why a fetch threw, in words that hold no request data. */
 export function describeFetchError(e, timeoutMs) {
   if (e?.name === "TimeoutError" || e?.name === "AbortError") return `no answer within ${timeoutMs} ms`;
-  const code = e?.cause?.code ?? e?.code;
+  const code = e?.cause?.code ?? e?.cause?.errors?.[0]?.code ?? e?.code;
   if (typeof code === "string" && /^[A-Z_]{2,40}$/.test(code)) return `connection failed (${code})`;
+  if (e?.cause?.message === "bad port") return "fetch refuses to connect to that port (a blocked port, e.g. 1 or 6000)";
   return "connection failed";
 }
 
