@@ -112,6 +112,7 @@ async function startSession(ctx, mode, { keepMeLoggedIn = false, clientSession =
     fail(`${what} set no session cookie${ctx.options.cookieName ? ` named ${ctx.options.cookieName}` : ""}`);
   }
   ctx.cookieNames ??= cookies.map((c) => c.name);
+  ctx.started.push(jar);
   return { mode, jar, login, token: r.accessToken, expiresIn: r.expiresIn, reply, cookies };
 }
 
@@ -491,7 +492,8 @@ function requestChecks() {
     },
     {
       id: "refresh.bad-body",
-      description: "refresh answers 400 invalid_request to a body that is not a JSON object, or (1.1) replace or interactive of the wrong type",
+      description:
+        "refresh answers 400 invalid_request to a body that is not a JSON object, or (1.1) replace or interactive of the wrong type, or a replace that is not 8 lowercase hex digits",
       run: async (ctx) => {
         const s = await startSession(ctx, ctx.primary);
         const cases = [
@@ -502,6 +504,7 @@ function requestChecks() {
         if (ctx.v11) {
           cases.push(
             ["replace that is a number", { body: { replace: 12345678, interactive: true } }],
+            ["replace that is not 8 lowercase hex digits", { body: { replace: fingerprint(s.token).toUpperCase().replace(/^[0-9]/, "F"), interactive: true } }],
             ["interactive that is a string", { body: { replace: fingerprint(s.token), interactive: "yes" } }],
           );
         }

@@ -80,9 +80,10 @@ export class Backend {
    * @param {string|null} [init.contentType]
    * @param {boolean} [init.header]   send X-Capture-Session: 1 (default true)
    * @param {string|null} [init.origin] default: the allowed origin; null: no Origin header
+   * @param {boolean} [init.record]   keep an error reply for the final echo check (default true)
    * @returns {Promise<Reply>}
    */
-  async post(endpoint, { jar, body = {}, raw, contentType = "application/json", header = true, origin } = {}) {
+  async post(endpoint, { jar, body = {}, raw, contentType = "application/json", header = true, origin, record = true } = {}) {
     const headers = {};
     if (contentType !== null) headers["Content-Type"] = contentType;
     if (header) headers["X-Capture-Session"] = "1";
@@ -91,7 +92,7 @@ export class Backend {
     const cookie = jar?.header();
     if (cookie) headers.Cookie = cookie;
     const payload = raw !== undefined ? raw : JSON.stringify(body);
-    const reply = await this.#send(endpoint, "POST", headers, payload);
+    const reply = await this.#send(endpoint, "POST", headers, payload, record);
     jar?.update(reply.setCookies);
     return reply;
   }
@@ -105,7 +106,7 @@ export class Backend {
     });
   }
 
-  async #send(endpoint, method, headers, payload) {
+  async #send(endpoint, method, headers, payload, record = true) {
     const sentAt = Date.now();
     let res;
     try {
@@ -138,7 +139,7 @@ export class Backend {
       this.secrets.add(json.accessToken, "token");
     }
     const reply = { endpoint, status: res.status, headers: res.headers, text, json, setCookies, sentAt, receivedAt };
-    if (res.status >= 300) this.errorReplies.push(reply);
+    if (record && res.status >= 300) this.errorReplies.push(reply);
     return reply;
   }
 }

@@ -22,6 +22,8 @@ export async function runChecks(options, { secrets = new Secrets() } = {}) {
     primary: options.modes[0],
     uuid: undefined,
     cookieNames: undefined,
+    /** The jars of every session the checks started, ended when they are done. */
+    started: [],
     signIn: async (mode) => {
       try {
         return await signIn(options, mode, secrets);
@@ -71,6 +73,11 @@ export async function runChecks(options, { secrets = new Secrets() } = {}) {
   const waiting = selected.filter((c) => c.background).map(run);
   for (const check of selected.filter((c) => !c.background)) await run(check);
   await Promise.all(waiting);
+
+  // Leave no session behind on the backend (best effort: this is not a check).
+  for (let i = 0; i < ctx.started.length; i += 5) {
+    await Promise.allSettled(ctx.started.slice(i, i + 5).map((jar) => backend.post("end", { jar, record: false })));
+  }
 
   const ordered = selected.map((c) => results.get(c.id));
   ordered.push(echoResult(backend, secrets));
