@@ -70,6 +70,8 @@ function expectTokenReply(reply, what, { allowNullToken = false } = {}) {
   if (reply.status !== 200) fail(`${what} answered ${describeReply(reply)}; expected 200`);
   const ct = reply.headers.get("content-type") ?? "";
   if (!/^application\/json\b/i.test(ct.trim())) fail(`${what} answered 200 without Content-Type: application/json`);
+  // A reply that carries a token must not be kept by any cache.
+  if (!/(^|,)\s*no-store\s*(,|$)/i.test(reply.headers.get("cache-control") ?? "")) fail(`${what} answered 200 without Cache-Control: no-store`);
   const j = reply.json;
   if (!isObject(j)) fail(`${what} answered 200 without a JSON object`);
   if (!(j.accessToken === null && allowNullToken) && !isPlausibleToken(j.accessToken)) {
@@ -170,7 +172,7 @@ function modeChecks(mode) {
   const checks = [
     {
       id: `${M}.start`,
-      description: `start (${M} mode) answers 200 with accessToken, expiresIn (1 to 86400 s) and the signed-in user's uuid, and sets a session cookie`,
+      description: `start (${M} mode) answers 200 with accessToken, expiresIn (1 to 86400 s) and the signed-in user's uuid, as application/json with Cache-Control: no-store, and sets a session cookie`,
       run: async (ctx) => {
         await startSession(ctx, M);
       },
@@ -178,7 +180,7 @@ function modeChecks(mode) {
     {
       id: `${M}.start.cookie`,
       description:
-        "every session cookie is HttpOnly and SameSite=Lax or Strict; unless the backend is on loopback it is also Secure, named __Host-..., Path=/ and without Domain",
+        "every session cookie is HttpOnly, Path=/ and SameSite=Lax or Strict; unless the backend is on loopback it is also Secure, named __Host-... and without Domain",
       run: async (ctx) => {
         if (!ctx.options.loopback && !ctx.options.https) fail("the backend is on plain http: its session cookie cannot be Secure");
         const s = await startSession(ctx, M);
@@ -189,11 +191,11 @@ function modeChecks(mode) {
           if (sameSite !== "lax" && sameSite !== "strict") {
             problems.push(c.sameSite === undefined ? "no SameSite" : "SameSite is neither Lax nor Strict");
           }
+          if (c.path !== "/") problems.push(c.path === undefined ? "no Path=/" : "Path is not /");
           const host = c.name.startsWith("__Host-");
           if (!ctx.options.loopback && !c.secure) problems.push("no Secure");
           if (!ctx.options.loopback && !host) problems.push("no __Host- prefix");
           if (host && ctx.options.loopback && !c.secure) problems.push("__Host- without Secure");
-          if (host && c.path !== "/") problems.push("__Host- without Path=/");
           if (host && c.domain !== undefined) problems.push("__Host- with Domain");
           if (problems.length > 0) fail(`cookie ${printableName(c.name)}: ${problems.join(", ")}`);
         }
