@@ -115,8 +115,9 @@ pub struct ServerArgs {
     )]
     pub modes: Vec<String>,
 
-    /// Session store: `memory`, or a Redis URL (redis://host:port/db) to share
-    /// sessions and rotation locks between several instances.
+    /// Session store: `memory`, or a Redis URL (redis://host:port/db; Redis
+    /// 6.0 or later) to share sessions and rotation locks between several
+    /// instances.
     #[arg(
         long,
         env = "CAPTURE_SESSION_STORE",
@@ -141,13 +142,13 @@ pub struct ServerArgs {
 
     /// Absolute lifetime, in seconds, of a session started without
     /// `keepMeLoggedIn` (its cookie is a browser-session cookie): it ends this
-    /// long after its start, however active. [default: 43200, 12 hours]
+    /// long after its start, however active. Default 43200 (12 hours).
     #[arg(long, env = "CAPTURE_SESSION_SESSION_MAX", value_name = "SECONDS")]
     pub session_max: Option<u64>,
 
     /// Absolute lifetime, in seconds, of a session started with
     /// `"keepMeLoggedIn": true`; its cookie is persistent (`Max-Age` = the
-    /// time left). [default: 2592000, 30 days]
+    /// time left). Default 2592000 (30 days).
     #[arg(long, env = "CAPTURE_SESSION_REMEMBER_MAX", value_name = "SECONDS")]
     pub remember_max: Option<u64>,
 
