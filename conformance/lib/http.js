@@ -78,7 +78,7 @@ export class Backend {
    * @param {any} [init.body]         JSON-encoded (default {})
    * @param {string} [init.raw]       sent as is instead of `body`
    * @param {string|null} [init.contentType]
-   * @param {boolean} [init.header]   send X-Capture-Session: 1 (default true)
+   * @param {boolean|string} [init.header]  X-Capture-Session: true sends 1, a string that value, false none
    * @param {string|null} [init.origin] default: the allowed origin; null: no Origin header
    * @param {boolean} [init.record]   keep an error reply for the final echo check (default true)
    * @returns {Promise<Reply>}
@@ -86,7 +86,7 @@ export class Backend {
   async post(endpoint, { jar, body = {}, raw, contentType = "application/json", header = true, origin, record = true } = {}) {
     const headers = {};
     if (contentType !== null) headers["Content-Type"] = contentType;
-    if (header) headers["X-Capture-Session"] = "1";
+    if (header !== false) headers["X-Capture-Session"] = header === true ? "1" : header;
     const sendOrigin = origin === undefined ? this.options.origin : origin;
     if (sendOrigin !== null) headers.Origin = sendOrigin;
     const cookie = jar?.header();

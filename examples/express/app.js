@@ -196,9 +196,10 @@ export function createApp(config, { store, capture }) {
       }
       const current = req.session.capture;
       const now = Date.now();
+      // Past the idle deadline the session is gone; past the absolute one it expired.
       if (now >= current.absoluteDeadline || now >= current.idleDeadline) {
         await destroy(req);
-        throw sessionExpired(now >= current.absoluteDeadline ? "the session reached its maximum lifetime" : "the session was idle too long");
+        throw now >= current.absoluteDeadline ? sessionExpired("the session reached its maximum lifetime") : noSession();
       }
       const next = { ...current };
       if (mustMint(current, request.replace, now)) {
