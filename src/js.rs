@@ -100,7 +100,11 @@ fn set(target: &Object, key: &str, value: &JsValue) {
 pub(crate) fn start_body(request: &StartRequest) -> String {
     let body = Object::new();
     match request {
-        StartRequest::Token { uuid, access_token } => {
+        StartRequest::Token {
+            uuid,
+            access_token,
+            keep_me_logged_in,
+        } => {
             set(&body, "mode", &JsValue::from_str("token"));
             set(&body, "uuid", &JsValue::from_str(uuid));
             set(
@@ -108,11 +112,17 @@ pub(crate) fn start_body(request: &StartRequest) -> String {
                 "accessToken",
                 &JsValue::from_str(access_token.expose()),
             );
+            set(
+                &body,
+                "keepMeLoggedIn",
+                &JsValue::from_bool(*keep_me_logged_in),
+            );
         }
         StartRequest::Code {
             authorization_code,
             redirect_uri,
             client_session,
+            keep_me_logged_in,
         } => {
             set(&body, "mode", &JsValue::from_str("code"));
             set(
@@ -122,6 +132,11 @@ pub(crate) fn start_body(request: &StartRequest) -> String {
             );
             set(&body, "redirectUri", &JsValue::from_str(redirect_uri));
             set(&body, "clientSession", &JsValue::from_bool(*client_session));
+            set(
+                &body,
+                "keepMeLoggedIn",
+                &JsValue::from_bool(*keep_me_logged_in),
+            );
         }
     }
     stringify(&body)

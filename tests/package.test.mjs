@@ -150,7 +150,13 @@ test("the script tag attaches itself before the widget loads and runs the login"
   const start = requests.find((r) => r.path === "/capture-session/start");
   assert.ok(start, "the login reached startUrl");
   assert.equal(start.marker, "1");
-  assert.deepEqual(JSON.parse(start.body), { mode: "token", uuid: "u-1", accessToken: "login-token" });
+  // Contract 1.1: keepMeLoggedIn is always sent (false until the helper reads it from the login).
+  assert.deepEqual(JSON.parse(start.body), {
+    mode: "token",
+    uuid: "u-1",
+    accessToken: "login-token",
+    keepMeLoggedIn: false,
+  });
 });
 
 test("the script tag works on a page that is not UTF-8", async () => {

@@ -11,7 +11,7 @@
 //! ```
 //! use capture_session_core::config::RawConfig;
 //! use capture_session_core::engine::*;
-//! use capture_session_core::wire::{JsonScalar, RawTokenReply, RefreshRequest};
+//! use capture_session_core::wire::{Fingerprint, JsonScalar, RawTokenReply, RefreshRequest};
 //! use capture_session_core::{fingerprint, format_http_date, AccessToken};
 //!
 //! // What `CaptureSession.attach({ refreshUrl: "/capture-session/refresh" })` resolves to.
@@ -53,7 +53,7 @@
 //! let Some(Action::Send { id, request: Request::Refresh(body) }) = engine.poll_action() else {
 //!     panic!("expected the refresh request");
 //! };
-//! assert_eq!(body, RefreshRequest { replace: Some(fingerprint("widget-token")), interactive: Some(true) });
+//! assert_eq!(body, RefreshRequest { replace: Some(Fingerprint::of("widget-token")), interactive: Some(true) });
 //!
 //! // The backend answers `{"accessToken": "...", "expiresIn": 3600}`.
 //! let reply = RawTokenReply {
@@ -109,7 +109,4 @@ pub mod wire;
 pub use config::{Config, ConfigError, ConfigProblem, RawConfig, RetryPolicy};
 pub use engine::Engine;
 pub use httpdate::{format_http_date, parse_http_date};
-pub use token::{
-    fingerprint, fingerprint_hex, parse_fingerprint_hex, AccessToken, AuthorizationCode,
-    RefreshToken,
-};
+pub use token::{fingerprint, AccessToken, AuthorizationCode, RefreshToken};

@@ -86,30 +86,6 @@ pub fn fingerprint(token: &str) -> u32 {
     })
 }
 
-/// A fingerprint as the contract spells it: 8 lowercase hex digits.
-pub fn fingerprint_hex(fp: u32) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..8)
-        .rev()
-        .map(|i| char::from(HEX[((fp >> (i * 4)) & 0xf) as usize]))
-        .collect()
-}
-
-/// Reads [`fingerprint_hex`]'s spelling: exactly 8 lowercase hex digits.
-pub fn parse_fingerprint_hex(s: &str) -> Option<u32> {
-    if s.len() != 8 {
-        return None;
-    }
-    s.bytes().try_fold(0u32, |fp, b| {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(fp << 4 | u32::from(d))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,23 +105,6 @@ mod tests {
         assert_eq!(fingerprint(""), 0x811c_9dc5);
         assert_eq!(fingerprint("a"), 0xe40c_292c);
         assert_eq!(fingerprint("foobar"), 0xbf9c_f968);
-    }
-
-    #[test]
-    fn fingerprints_are_spelled_as_eight_lowercase_hex_digits() {
-        assert_eq!(fingerprint_hex(0xbf9c_f968), "bf9cf968");
-        assert_eq!(fingerprint_hex(0x0000_00ab), "000000ab");
-        assert_eq!(parse_fingerprint_hex("bf9cf968"), Some(0xbf9c_f968));
-        for bad in [
-            "BF9CF968",
-            "bf9cf96",
-            "bf9cf9680",
-            "bf9cf96g",
-            "+f9cf968",
-            "",
-        ] {
-            assert_eq!(parse_fingerprint_hex(bad), None, "{bad}");
-        }
     }
 
     #[test]

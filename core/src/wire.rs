@@ -1,12 +1,12 @@
-//! The backend contract (`shared/CONTRACT.md` section 2): request and reply
-//! bodies of `startUrl`, `refreshUrl` and `endUrl`.
+//! The backend contract (`docs/backend-contract.md`, `docs/openapi.yaml`):
+//! request and reply bodies of `startUrl`, `refreshUrl` and `endUrl`.
 //!
 //! The reference server (de)serialises these with serde (feature `serde`);
 //! the browser helper builds them from `JSON.parse` output through
 //! [`JsonScalar`] and [`RawTokenReply`], so that no serde code ships to browsers.
 //! Both sides therefore share one definition and one validation.
 
-use crate::token::{is_plausible_token, AccessToken, AuthorizationCode};
+use crate::token::{fingerprint, is_plausible_token, AccessToken, AuthorizationCode};
 
 /// Header every helper request carries; the server refuses requests without it.
 pub const HEADER_NAME: &str = "X-Capture-Session";
@@ -58,7 +58,8 @@ pub enum StartRequest {
         /// The access token the widget received.
         #[cfg_attr(feature = "serde", serde(rename = "accessToken"))]
         access_token: AccessToken,
-        /// The widget's `keepMeLoggedIn` (contract 1.1; absent = false).
+        /// The login event's `keepMeLoggedIn` (contract 1.1; absent = false):
+        /// a persistent cookie and the long absolute lifetime when true.
         #[cfg_attr(feature = "serde", serde(rename = "keepMeLoggedIn", default))]
         keep_me_logged_in: bool,
     },
@@ -73,29 +74,194 @@ pub enum StartRequest {
         /// Whether the reply should carry the access token for a client-side session.
         #[cfg_attr(feature = "serde", serde(rename = "clientSession", default = "yes"))]
         client_session: bool,
-        /// The widget's `keepMeLoggedIn` (contract 1.1; absent = false).
+        /// The login event's `keepMeLoggedIn` (contract 1.1; absent = false).
         #[cfg_attr(feature = "serde", serde(rename = "keepMeLoggedIn", default))]
         keep_me_logged_in: bool,
     },
 }
 
+impl StartRequest {
+    /// The mode of this start.
+    pub fn mode(&self) -> Mode {
+        match self {
+            StartRequest::Token { .. } => Mode::Token,
+            StartRequest::Code { .. } => Mode::Code,
+        }
+    }
+    /// Whether the user asked to stay signed in (`keepMeLoggedIn`).
+    pub fn keep_me_logged_in(&self) -> bool {
+        match self {
+            StartRequest::Token {
+                keep_me_logged_in, ..
+            }
+            | StartRequest::Code {
+                keep_me_logged_in, ..
+            } => *keep_me_logged_in,
+        }
+    }
+}
+
+/// How the contract names a token without revealing it: FNV-1a 32-bit over
+/// the token's UTF-8 bytes, spelled as exactly 8 lowercase hex digits
+/// (`"811c9dc5"` is the empty string's). The refresh body's `replace` field
+/// carries the fingerprint of the token the page holds.
+///
+/// A fingerprint is not a secret (2^32 values cannot stand for a token), so
+/// its `Debug` shows it.
+///
+/// ```
+/// use capture_session_core::wire::Fingerprint;
+/// let fp = Fingerprint::of("foobar");
+/// assert_eq!(fp.to_hex(), "bf9cf968");
+/// assert_eq!(Fingerprint::parse("bf9cf968"), Some(fp));
+/// assert_eq!(Fingerprint::parse("BF9CF968"), None); // lowercase only
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(u32);
+
+impl Fingerprint {
+    /// The fingerprint of `token` (see [`crate::token::fingerprint`]).
+    pub fn of(token: &str) -> Fingerprint {
+        Fingerprint(fingerprint(token))
+    }
+
+    /// A fingerprint from its 32-bit value.
+    pub const fn from_u32(value: u32) -> Fingerprint {
+        Fingerprint(value)
+    }
+
+    /// The 32-bit value.
+    pub const fn value(self) -> u32 {
+        self.0
+    }
+
+    /// Parses the contract's spelling: exactly 8 lowercase hex digits,
+    /// nothing else (no `0x`, no uppercase, no whitespace).
+    pub fn parse(s: &str) -> Option<Fingerprint> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 8 {
+            return None;
+        }
+        let mut value = 0u32;
+        for &b in bytes {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => return None,
+            };
+            value = (value << 4) | u32::from(digit);
+        }
+        Some(Fingerprint(value))
+    }
+
+    /// The contract's spelling, built without the formatting machinery (it
+    /// costs kilobytes in the browser build).
+    pub fn to_hex(self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(8);
+        for shift in (0..8).rev() {
+            let nibble = (self.0 >> (shift * 4)) & 0xf;
+            out.push(char::from(DIGITS[nibble as usize]));
+        }
+        out
+    }
+}
+
+impl core::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl core::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Fingerprint(")?;
+        f.write_str(&self.to_hex())?;
+        f.write_str(")")
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Fingerprint;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a string of 8 lowercase hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Fingerprint, E> {
+                // The message never repeats the value.
+                Fingerprint::parse(v)
+                    .ok_or_else(|| E::custom("expected a string of 8 lowercase hex digits"))
+            }
+        }
+        d.deserialize_str(Hex)
+    }
+}
+
+/// Body of a `refreshUrl` request. `{}` (or an empty body) is contract 1.0;
+/// contract 1.1 adds the two optional fields. Unknown fields are ignored, so
+/// later versions can add more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RefreshRequest {
+    /// The fingerprint of the token the page holds. It names the session's
+    /// current token: mint a new one. It names another: the page is behind,
+    /// hand it the current token while that is valid. Absent: contract 1.0
+    /// (the server decides by the current token's age).
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )
+    )]
+    pub replace: Option<Fingerprint>,
+    /// Whether the user viewed or used the page since the last refresh; only
+    /// interactive refreshes extend the session's idle deadline. Absent
+    /// (contract 1.0) counts as interactive.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )
+    )]
+    pub interactive: Option<bool>,
+}
+
+impl RefreshRequest {
+    /// Whether this refresh extends the session's idle deadline: unless it
+    /// says `interactive: false`.
+    pub fn extends_idle_deadline(&self) -> bool {
+        self.interactive.unwrap_or(true)
+    }
+}
+
+/// An optional field that, when present, must hold a value (`null` is not
+/// "absent": `"replace": null` is a bad request).
+#[cfg(feature = "serde")]
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 #[cfg(feature = "serde")]
 fn yes() -> bool {
     true
-}
-
-/// Body of a `refreshUrl` request. Contract 1.0 sends `{}` (both fields
-/// absent); contract 1.1 sends both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RefreshRequest {
-    /// `replace`: the [`fingerprint`](crate::fingerprint) of the token the
-    /// page holds (8 lowercase hex digits on the wire). The backend mints a
-    /// new token when it names the session's current one, and hands back the
-    /// current one (while valid) when it names an older one.
-    pub replace: Option<u32>,
-    /// `interactive`: the user viewed or used the page since the last
-    /// refresh; only interactive refreshes extend the session's idle deadline.
-    pub interactive: Option<bool>,
 }
 
 /// Successful reply of `startUrl` and `refreshUrl`.
@@ -345,6 +511,53 @@ mod tests {
         for (t, e, want) in cases {
             assert_eq!(raw(t, e).validate(false), Err(want));
         }
+    }
+
+    #[test]
+    fn fingerprints_spell_as_8_lowercase_hex_digits() {
+        assert_eq!(Fingerprint::of("").to_hex(), "811c9dc5");
+        assert_eq!(Fingerprint::of("a").to_hex(), "e40c292c");
+        assert_eq!(Fingerprint::from_u32(0x0000_00ab).to_hex(), "000000ab");
+        assert_eq!(Fingerprint::from_u32(0x0000_00ab).to_string(), "000000ab");
+        assert_eq!(
+            format!("{:?}", Fingerprint::from_u32(1)),
+            "Fingerprint(00000001)"
+        );
+        for v in [0, 1, 0xdead_beef, u32::MAX, 0x8000_0000] {
+            let fp = Fingerprint::from_u32(v);
+            assert_eq!(Fingerprint::parse(&fp.to_hex()), Some(fp));
+        }
+        for bad in [
+            "",
+            "811c9dc",
+            "811c9dc50",
+            "811C9DC5",
+            "0x811c9d",
+            " 811c9dc5",
+            "811c9dc5 ",
+            "811c9dcg",
+            "８１１c9dc5",
+            "-11c9dc5",
+            "+11c9dc5",
+        ] {
+            assert_eq!(Fingerprint::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_requests_extend_the_idle_deadline_unless_not_interactive() {
+        let absent = RefreshRequest::default();
+        assert!(absent.extends_idle_deadline());
+        let yes = RefreshRequest {
+            interactive: Some(true),
+            ..absent
+        };
+        assert!(yes.extends_idle_deadline());
+        let no = RefreshRequest {
+            interactive: Some(false),
+            ..absent
+        };
+        assert!(!no.extends_idle_deadline());
     }
 
     #[test]

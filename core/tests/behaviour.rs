@@ -6,7 +6,7 @@ mod harness;
 
 use capture_session_core::engine::*;
 use capture_session_core::wire::{
-    JsonScalar, MalformedReply, Mode, RawTokenReply, RefreshRequest, StartRequest,
+    Fingerprint, JsonScalar, MalformedReply, Mode, RawTokenReply, RefreshRequest, StartRequest,
 };
 use capture_session_core::{fingerprint, format_http_date, AccessToken, AuthorizationCode, Config};
 use harness::*;
@@ -991,7 +991,7 @@ fn lock_grant_with_our_own_token_in_storage_sends_the_refresh() {
         Some(Action::Send {
             id: RequestId(1),
             request: Request::Refresh(RefreshRequest {
-                replace: Some(fingerprint("SECRET-old")),
+                replace: Some(Fingerprint::of("SECRET-old")),
                 interactive: Some(true),
             }),
         })

@@ -5,7 +5,7 @@
 use capture_session_core::config::{ConfigError, ConfigProblem};
 use capture_session_core::engine::*;
 use capture_session_core::wire::{
-    JsonScalar, MalformedReply, RawTokenReply, RefreshRequest, StartRequest,
+    Fingerprint, JsonScalar, MalformedReply, RawTokenReply, RefreshRequest, StartRequest,
 };
 use capture_session_core::{fingerprint, AccessToken, AuthorizationCode, Config, RefreshToken};
 
@@ -95,7 +95,7 @@ fn all_actions() -> Vec<Action> {
         Action::Send {
             id: RequestId(3),
             request: Request::Refresh(RefreshRequest {
-                replace: Some(fingerprint(SECRET)),
+                replace: Some(Fingerprint::of(SECRET)),
                 interactive: Some(true),
             }),
         },

@@ -242,6 +242,7 @@ pub async fn session_info(State(app): State<AppState>, headers: HeaderMap) -> Re
             "tokenMintedAt": r.token_minted_ms,
             "generation": r.generation,
             "createdAt": r.created_ms,
+            "keepMeLoggedIn": r.keep_me_logged_in,
         }))
         .into_response(),
         Ok(None) => Json(serde_json::json!({"exists": false})).into_response(),

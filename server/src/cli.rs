@@ -115,8 +115,9 @@ pub struct ServerArgs {
     )]
     pub modes: Vec<String>,
 
-    /// Session store: `memory`, or a Redis URL (redis://host:port/db) to share
-    /// sessions and rotation locks between several instances.
+    /// Session store: `memory`, or a Redis URL (redis://host:port/db; Redis
+    /// 6.0 or later) to share sessions and rotation locks between several
+    /// instances.
     #[arg(
         long,
         env = "CAPTURE_SESSION_STORE",
@@ -133,13 +134,29 @@ pub struct ServerArgs {
     )]
     pub redis_prefix: String,
 
-    /// A session unused for this many seconds ends.
+    /// A session ends after this many seconds without an interactive
+    /// refresh (or start): refreshes that say `"interactive": false` (a
+    /// background tab's timers) do not extend it; contract 1.0 refreshes do.
     #[arg(long, env = "CAPTURE_SESSION_IDLE_TIMEOUT", default_value_t = 12 * 3600)]
     pub session_idle_timeout: u64,
 
-    /// A session ends this many seconds after its start, however active.
-    #[arg(long, env = "CAPTURE_SESSION_MAX_LIFETIME", default_value_t = 7 * 24 * 3600)]
-    pub session_max_lifetime: u64,
+    /// Absolute lifetime, in seconds, of a session started without
+    /// `keepMeLoggedIn` (its cookie is a browser-session cookie): it ends this
+    /// long after its start, however active. Default 43200 (12 hours).
+    #[arg(long, env = "CAPTURE_SESSION_SESSION_MAX", value_name = "SECONDS")]
+    pub session_max: Option<u64>,
+
+    /// Absolute lifetime, in seconds, of a session started with
+    /// `"keepMeLoggedIn": true`; its cookie is persistent (`Max-Age` = the
+    /// time left). Default 2592000 (30 days).
+    #[arg(long, env = "CAPTURE_SESSION_REMEMBER_MAX", value_name = "SECONDS")]
+    pub remember_max: Option<u64>,
+
+    /// Deprecated, from before `keepMeLoggedIn`: every session ends this many
+    /// seconds after its start. Sets both --session-max and --remember-max,
+    /// each unless given itself.
+    #[arg(long, env = "CAPTURE_SESSION_MAX_LIFETIME", value_name = "SECONDS")]
+    pub session_max_lifetime: Option<u64>,
 
     /// Lifetime assumed for access tokens whose issuer does not say
     /// (/access/getAccessToken, and tokens posted in token mode). Default
@@ -147,11 +164,21 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPTURE_SESSION_TOKEN_LIFETIME")]
     pub token_lifetime: Option<u64>,
 
-    /// A refresh hands back the session's current token instead of minting a
-    /// new one when that token is younger than this many seconds (capped at a
-    /// tenth of its lifetime): tabs that race one expiry share one upstream call.
+    /// Contract 1.0 refreshes (bodies without `replace`) get the session's
+    /// current token instead of a new one when that token is younger than
+    /// this many seconds (capped at a tenth of its lifetime), so that tabs
+    /// racing one expiry share one upstream call. Contract 1.1 refreshes
+    /// decide by the `replace` fingerprint instead and ignore this window.
     #[arg(long, env = "CAPTURE_SESSION_REUSE_WINDOW", default_value_t = 10)]
     pub reuse_window: u64,
+
+    /// A contract 1.1 refresh from a page that holds an older token (its
+    /// `replace` names another token than the session's current one) gets the
+    /// current token only while that has at least this many seconds left,
+    /// capped at half the token's lifetime (and never under 1 s); otherwise a
+    /// new token is minted.
+    #[arg(long, env = "CAPTURE_SESSION_MIN_TOKEN_LIFE", default_value_t = 60)]
+    pub min_token_life: u64,
 
     /// Timeout of each call to Identity Cloud, in milliseconds. A timeout is
     /// answered 503 with Retry-After at once (not retried), so keep it well

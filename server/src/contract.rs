@@ -1,4 +1,4 @@
-//! The backend contract (`shared/CONTRACT.md` section 2): `start`, `refresh`
+//! The backend contract (`docs/backend-contract.md`): `start`, `refresh`
 //! and `end`, with the request checks every one of them shares.
 //!
 //! Where a refresh is decided: [`refresh_session`]. Where it is sent: the
@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use capture_session_core::token::is_plausible_token;
 use capture_session_core::wire::{
-    Mode, StartRequest, TokenReply, HEADER_NAME, HEADER_VALUE, MAX_BODY_BYTES,
+    Fingerprint, Mode, RefreshRequest, StartRequest, TokenReply, HEADER_NAME, HEADER_VALUE,
+    MAX_BODY_BYTES,
 };
 use capture_session_core::AccessToken;
 use serde_json::Value;
@@ -84,10 +85,8 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
     }
     let bytes = read_body(body).await?;
     let request = parse_start(&bytes)?;
-    let mode = match &request {
-        StartRequest::Token { .. } => Mode::Token,
-        StartRequest::Code { .. } => Mode::Code,
-    };
+    let mode = request.mode();
+    let keep_me_logged_in = request.keep_me_logged_in();
     if !app.settings.modes.contains(&mode) {
         return Err(ApiError::invalid_request(format!(
             "{} mode is not enabled on this site",
@@ -97,7 +96,9 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
     let now = now_ms();
     let lifetime_ms = millis(app.settings.token_lifetime);
     let (record, reply_token) = match request {
-        StartRequest::Token { uuid, access_token } => {
+        StartRequest::Token {
+            uuid, access_token, ..
+        } => {
             let owner = app
                 .capture
                 .token_owner(&access_token)
@@ -121,6 +122,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 token_expires_ms: now + lifetime_ms,
                 generation: 0,
                 created_ms: now,
+                keep_me_logged_in,
             };
             (record, Some(access_token))
         }
@@ -128,6 +130,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
             authorization_code,
             redirect_uri,
             client_session,
+            ..
         } => {
             let grant = app
                 .capture
@@ -155,6 +158,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 token_expires_ms: now + expires_ms,
                 generation: 0,
                 created_ms: now,
+                keep_me_logged_in,
             };
             (record, client_session.then_some(grant.access_token))
         }
@@ -171,14 +175,19 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
         .save(&id.store_key(), &record, session_ttl(app, &record, now))
         .await
         .map_err(|e| store_failure(app, e))?;
-    tracing::info!(mode = mode.as_str(), "session started");
+    tracing::info!(mode = mode.as_str(), keep_me_logged_in, "session started");
+    let now = now_ms();
     let reply = TokenReply {
         access_token: reply_token,
-        expires_in: record.expires_in_secs(now_ms()).max(1),
+        expires_in: record.expires_in_secs(now).max(1),
         uuid: Some(record.uuid.clone()),
     };
     let mut response = (StatusCode::OK, Json(reply)).into_response();
-    set_cookie(app, &mut response, Some(&id));
+    // Without keepMeLoggedIn the cookie lasts as long as the browser session;
+    // with it, as long as the session's absolute lifetime (all of it is left:
+    // the session starts now).
+    let max_age = keep_me_logged_in.then(|| app.settings.remember_max.as_secs());
+    set_cookie(app, &mut response, &id, max_age);
     no_store(&mut response);
     Ok(response)
 }
@@ -186,9 +195,9 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
 async fn refresh_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
     check_request(app, headers)?;
     let bytes = read_body(body).await?;
-    require_object_or_empty(&bytes)?;
+    let request = parse_refresh(&bytes)?;
     let id = session_cookie(app, headers).ok_or_else(ApiError::no_session)?;
-    let reply = refresh_session(app, &id).await?;
+    let reply = refresh_session(app, &id, request).await?;
     let mut response = (StatusCode::OK, Json(reply)).into_response();
     no_store(&mut response);
     Ok(response)
@@ -205,24 +214,75 @@ async fn end_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult
             .await
             .map_err(|e| store_failure(app, e))?;
         tracing::info!("session ended");
-        set_cookie(app, &mut response, None);
+        clear_cookie(app, &mut response);
     }
     no_store(&mut response);
     Ok(response)
 }
 
-/// Refreshes the session `id`: hands back its current token when that was
-/// minted moments ago (another tab's refresh), otherwise mints a new one,
-/// once per session however many requests race (see [`rotate_locked`]).
-pub async fn refresh_session(app: &AppState, id: &SessionId) -> ApiResult<TokenReply> {
+/// What decides whether a refresh is answered with the session's current
+/// token rather than a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// Contract 1.0 (no `replace`): the current token if it was minted less
+    /// than `--reuse-window` ago.
+    ReuseWindow,
+    /// Contract 1.1: the page holds the token with this fingerprint. The
+    /// current token if it is another one and still valid (see
+    /// [`still_valid`]); a new one if it is the page's own (the page is done
+    /// with it: it expires, or the widget rejected it).
+    Replace(Fingerprint),
+}
+
+impl Rule {
+    fn of(request: &RefreshRequest) -> Rule {
+        request.replace.map_or(Rule::ReuseWindow, Rule::Replace)
+    }
+}
+
+/// Whether the current token answers the refresh. `waited_for` is the
+/// generation the request saw before it waited for the rotation lock.
+fn current_answers(
+    app: &AppState,
+    rule: Rule,
+    record: &SessionRecord,
+    now: u64,
+    waited_for: Option<u64>,
+) -> bool {
+    match rule {
+        Rule::ReuseWindow => {
+            // Someone rotated while we waited for the lock: theirs is our answer.
+            waited_for.is_some_and(|seen| {
+                record.generation != seen && record.token_expires_ms > now + 1000
+            }) || reusable(app, record, now)
+        }
+        Rule::Replace(held) => {
+            Fingerprint::of(record.access_token.expose()) != held && still_valid(app, record, now)
+        }
+    }
+}
+
+/// Refreshes the session `id`. Contract 1.0 (`replace` absent): hands back
+/// its current token when that was minted moments ago (another tab's
+/// refresh), otherwise mints a new one. Contract 1.1: mints when `replace`
+/// names the current token, else hands back the current token while it is
+/// valid. Either way the upstream call happens once per session however
+/// many requests race (see [`rotate_locked`]), and only refreshes that do not
+/// say `interactive: false` extend the session's idle deadline.
+pub async fn refresh_session(
+    app: &AppState,
+    id: &SessionId,
+    request: RefreshRequest,
+) -> ApiResult<TokenReply> {
     let key = id.store_key();
     let record = load_live(app, &key).await?;
     let now = now_ms();
-    if reusable(app, &record, now) {
-        app.store
-            .touch(&key, session_ttl(app, &record, now))
-            .await
-            .map_err(|e| store_failure(app, e))?;
+    let rule = Rule::of(&request);
+    let extend = request.extends_idle_deadline();
+    if current_answers(app, rule, &record, now, None) {
+        if extend {
+            touch(app, &key, &record, now).await?;
+        }
         return Ok(token_reply(&record, now));
     }
     // The rotation runs in its own task: if the browser goes away mid-way
@@ -249,7 +309,7 @@ pub async fn refresh_session(app: &AppState, id: &SessionId) -> ApiResult<TokenR
                 ),
                 other => store_failure(app, other),
             })?;
-        let result = rotate_locked(app, &key, seen_generation).await;
+        let result = rotate_locked(app, &key, rule, seen_generation, extend).await;
         if let Err(e) = app.store.unlock(lock).await {
             tracing::warn!(error = %e, "could not release a rotation lock (it expires by itself)");
         }
@@ -264,14 +324,22 @@ pub async fn refresh_session(app: &AppState, id: &SessionId) -> ApiResult<TokenR
     })
 }
 
-/// The part of a refresh that runs under the session's rotation lock.
-async fn rotate_locked(app: &AppState, key: &str, seen_generation: u64) -> ApiResult<TokenReply> {
+/// The part of a refresh that runs under the session's rotation lock: the
+/// session is read again and the decision taken again, so that requests that
+/// queued behind a rotation get its token instead of rotating once more.
+async fn rotate_locked(
+    app: &AppState,
+    key: &str,
+    rule: Rule,
+    seen_generation: u64,
+    extend: bool,
+) -> ApiResult<TokenReply> {
     let mut record = load_live(app, key).await?;
     let now = now_ms();
-    // Someone rotated while we waited for the lock: theirs is our answer.
-    if (record.generation != seen_generation && record.token_expires_ms > now + 1000)
-        || reusable(app, &record, now)
-    {
+    if current_answers(app, rule, &record, now, Some(seen_generation)) {
+        if extend {
+            touch(app, key, &record, now).await?;
+        }
         return Ok(token_reply(&record, now));
     }
     let requested = now_ms();
@@ -332,9 +400,10 @@ async fn rotate_locked(app: &AppState, key: &str, seen_generation: u64) -> ApiRe
     record.token_minted_ms = now;
     record.token_expires_ms = requested + lifetime_ms;
     record.generation += 1;
+    let ttl = extend.then(|| session_ttl(app, &record, now));
     let saved = app
         .store
-        .update(key, &record, session_ttl(app, &record, now))
+        .update(key, &record, ttl)
         .await
         .map_err(|e| store_failure(app, e))?;
     if !saved {
@@ -356,11 +425,7 @@ async fn load_live(app: &AppState, key: &str) -> ApiResult<SessionRecord> {
         .await
         .map_err(|e| store_failure(app, e))?
         .ok_or_else(ApiError::no_session)?;
-    if now_ms()
-        >= record
-            .created_ms
-            .saturating_add(millis(app.settings.session_max))
-    {
+    if now_ms() >= session_ends_ms(app, &record) {
         app.store
             .delete(key)
             .await
@@ -382,6 +447,30 @@ fn reusable(app: &AppState, record: &SessionRecord, now: u64) -> bool {
     record.token_expires_ms > now && now.saturating_sub(record.token_minted_ms) < window
 }
 
+/// Whether the current token may be handed to a page that holds an older
+/// one: it must have at least `--min-token-life` left (default 60 s), capped
+/// at half its lifetime so short-lived tokens can still be shared, and never
+/// less than 1 s. A page given a token with less than that would have to
+/// come straight back (the helper refreshes ahead of expiry), or could not
+/// use the token before it dies.
+fn still_valid(app: &AppState, record: &SessionRecord, now: u64) -> bool {
+    let lifetime = record
+        .token_expires_ms
+        .saturating_sub(record.token_minted_ms);
+    let margin = millis(app.settings.min_token_life)
+        .min(lifetime / 2)
+        .max(1000);
+    record.token_expires_ms >= now.saturating_add(margin)
+}
+
+/// Extends the session's idle deadline.
+async fn touch(app: &AppState, key: &str, record: &SessionRecord, now: u64) -> ApiResult<()> {
+    app.store
+        .touch(key, session_ttl(app, record, now))
+        .await
+        .map_err(|e| store_failure(app, e))
+}
+
 fn token_reply(record: &SessionRecord, now: u64) -> TokenReply {
     TokenReply {
         access_token: Some(record.access_token.clone()),
@@ -394,12 +483,21 @@ fn token_reply(record: &SessionRecord, now: u64) -> TokenReply {
 /// lifetime, but not much past the absolute one (kept a minute longer so that
 /// a late request learns `session_expired` rather than `no_session`).
 fn session_ttl(app: &AppState, record: &SessionRecord, now: u64) -> Duration {
-    let left = record
-        .created_ms
-        .saturating_add(millis(app.settings.session_max))
+    let left = session_ends_ms(app, record)
         .saturating_sub(now)
         .saturating_add(60_000);
     app.settings.session_idle.min(Duration::from_millis(left))
+}
+
+/// When the session reaches its absolute lifetime (unix ms): `--remember-max`
+/// after its start with `keepMeLoggedIn`, `--session-max` without.
+fn session_ends_ms(app: &AppState, record: &SessionRecord) -> u64 {
+    let max = if record.keep_me_logged_in {
+        app.settings.remember_max
+    } else {
+        app.settings.session_max
+    };
+    record.created_ms.saturating_add(millis(max))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -536,6 +634,35 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
         })
 }
 
+/// Parses a refresh body: empty or `{}` (contract 1.0), or an object with
+/// `replace` and `interactive` (1.1). Unknown fields are ignored; messages
+/// name the field, never its value.
+fn parse_refresh(bytes: &[u8]) -> ApiResult<RefreshRequest> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RefreshRequest::default());
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(bytes) else {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    };
+    let replace = match obj.get("replace") {
+        None => None,
+        Some(v) => Some(v.as_str().and_then(Fingerprint::parse).ok_or_else(|| {
+            ApiError::invalid_request(
+                "replace must be a string of 8 lowercase hex digits (the FNV-1a fingerprint of the page's token)",
+            )
+        })?),
+    };
+    let interactive = match obj.get("interactive") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(ApiError::invalid_request("interactive must be a boolean")),
+    };
+    Ok(RefreshRequest {
+        replace,
+        interactive,
+    })
+}
+
 fn require_object_or_empty(bytes: &[u8]) -> ApiResult<()> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
@@ -602,6 +729,11 @@ fn parse_start(bytes: &[u8]) -> ApiResult<StartRequest> {
             ))
         }
     }
+    if !matches!(obj.get("keepMeLoggedIn"), None | Some(Value::Bool(_))) {
+        return Err(ApiError::invalid_request(
+            "keepMeLoggedIn must be a boolean",
+        ));
+    }
     serde_json::from_value(value)
         .map_err(|_| ApiError::invalid_request("the body is not a valid start request"))
 }
@@ -617,19 +749,26 @@ pub(crate) fn session_cookie(app: &AppState, headers: &HeaderMap) -> Option<Sess
         .and_then(|(_, value)| SessionId::parse(value.trim()))
 }
 
-/// Sets the session cookie, or clears it with `None`.
-fn set_cookie(app: &AppState, response: &mut Response, id: Option<&SessionId>) {
+/// Sets the session cookie: a browser-session cookie (no `Max-Age`) when
+/// `max_age_secs` is `None`, else a persistent one.
+fn set_cookie(app: &AppState, response: &mut Response, id: &SessionId, max_age_secs: Option<u64>) {
+    let max_age = max_age_secs.map_or(String::new(), |s| format!("; Max-Age={s}"));
+    append_cookie(app, response, id.expose(), &max_age);
+}
+
+/// Clears the session cookie.
+fn clear_cookie(app: &AppState, response: &mut Response) {
+    append_cookie(app, response, "", "; Max-Age=0");
+}
+
+fn append_cookie(app: &AppState, response: &mut Response, value: &str, max_age: &str) {
     let secure = if app.settings.insecure_cookies {
         ""
     } else {
         "; Secure"
     };
-    let (value, max_age) = match id {
-        Some(id) => (id.expose(), app.settings.session_max.as_secs()),
-        None => ("", 0),
-    };
     let cookie = format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={max_age}",
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{max_age}",
         app.cookie_name
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -641,4 +780,60 @@ fn no_store(response: &mut Response) {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_bodies_parse_as_the_shared_wire_type_does() {
+        let fp = Fingerprint::of("tok");
+        let hex = fp.to_hex();
+        let good = [
+            ("{}".to_owned(), RefreshRequest::default()),
+            (
+                format!(r#"{{"replace":"{hex}","interactive":false}}"#),
+                RefreshRequest {
+                    replace: Some(fp),
+                    interactive: Some(false),
+                },
+            ),
+            (
+                format!(r#"{{"replace":"{hex}","later":[1]}}"#),
+                RefreshRequest {
+                    replace: Some(fp),
+                    interactive: None,
+                },
+            ),
+        ];
+        for (body, want) in good {
+            assert_eq!(parse_refresh(body.as_bytes()).unwrap(), want, "{body}");
+            let serde: RefreshRequest = serde_json::from_str(&body).unwrap();
+            assert_eq!(serde, want, "{body}");
+            // And back: the helper's spelling.
+            let again = serde_json::to_string(&want).unwrap();
+            assert_eq!(
+                serde_json::from_str::<RefreshRequest>(&again).unwrap(),
+                want
+            );
+        }
+        assert_eq!(parse_refresh(b" \n").unwrap(), RefreshRequest::default());
+        // (serde's derive would take an array as the struct's fields in order.)
+        assert!(parse_refresh(b"[]").is_err());
+        for bad in [
+            r#"{"replace":null}"#,
+            r#"{"replace":"ABCDEF12"}"#,
+            r#"{"replace":12345678}"#,
+            r#"{"interactive":null}"#,
+            r#"{"interactive":"false"}"#,
+        ] {
+            assert!(parse_refresh(bad.as_bytes()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<RefreshRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! Identity Cloud (Janrain Capture).
 //!
 //! It answers the backend contract (`POST /capture-session/start`,
-//! `/refresh`, `/end`; see `shared/CONTRACT.md`) for the browser helper: it
+//! `/refresh`, `/end`; see `docs/backend-contract.md`) for the browser helper: it
 //! verifies a login, keeps the user's grant server-side, and mints fresh
 //! access tokens with `/access/getAccessToken` (token mode) or rotating
 //! `refresh_token` grants (code mode), once per session however many tabs ask.

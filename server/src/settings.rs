@@ -9,6 +9,11 @@ use capture_session_core::wire::Mode;
 use crate::cli::{ServerArgs, SimArgs};
 use crate::secret::ClientSecret;
 
+/// `--session-max` by default: 12 hours.
+pub const DEFAULT_SESSION_MAX_SECS: u64 = 12 * 3600;
+/// `--remember-max` by default: 30 days.
+pub const DEFAULT_REMEMBER_MAX_SECS: u64 = 30 * 24 * 3600;
+
 /// Why the flags cannot run a server.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -73,12 +78,16 @@ pub struct Settings {
     pub store: StoreConfig,
     /// Idle lifetime of a session.
     pub session_idle: Duration,
-    /// Absolute lifetime of a session.
+    /// Absolute lifetime of a session started without `keepMeLoggedIn`.
     pub session_max: Duration,
+    /// Absolute lifetime of a session started with `keepMeLoggedIn: true`.
+    pub remember_max: Duration,
     /// Lifetime assumed for tokens whose issuer does not say.
     pub token_lifetime: Duration,
     /// See `--reuse-window`.
     pub reuse_window: Duration,
+    /// See `--min-token-life`.
+    pub min_token_life: Duration,
     /// Per-call upstream timeout.
     pub upstream_timeout: Duration,
     /// Extra attempts after transient upstream failures.
@@ -207,6 +216,20 @@ impl Settings {
             None => 3600,
         };
         positive("--sim-token-lifetime", args.sim.sim_token_lifetime)?;
+        // The old single lifetime applies to both kinds of session unless the
+        // new flags say otherwise.
+        let legacy = args
+            .session_max_lifetime
+            .map(|s| positive("--session-max-lifetime", s))
+            .transpose()?;
+        let session_max = match args.session_max {
+            Some(s) => positive("--session-max", s)?,
+            None => legacy.unwrap_or(DEFAULT_SESSION_MAX_SECS),
+        };
+        let remember_max = match args.remember_max {
+            Some(s) => positive("--remember-max", s)?,
+            None => legacy.unwrap_or(DEFAULT_REMEMBER_MAX_SECS),
+        };
         positive("--sim-code-lifetime", args.sim.sim_code_lifetime)?;
         let static_dirs = (simulate || args.www.is_some()).then(|| StaticDirs {
             www: args.www.clone().unwrap_or_else(|| repo_dir("www")),
@@ -228,12 +251,11 @@ impl Settings {
                 "--session-idle-timeout",
                 args.session_idle_timeout,
             )?),
-            session_max: Duration::from_secs(positive(
-                "--session-max-lifetime",
-                args.session_max_lifetime,
-            )?),
+            session_max: Duration::from_secs(session_max),
+            remember_max: Duration::from_secs(remember_max),
             token_lifetime: Duration::from_secs(token_lifetime),
             reuse_window: Duration::from_secs(args.reuse_window),
+            min_token_life: Duration::from_secs(args.min_token_life),
             upstream_timeout: Duration::from_millis(positive(
                 "--upstream-timeout-ms",
                 args.upstream_timeout_ms,
@@ -257,5 +279,80 @@ fn check_url(url: &str) -> Result<String, ConfigError> {
             flag: "--capture-url",
             reason: "expected an http(s) URL such as https://example.us.janraincapture.com".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::{CommandFactory, Parser};
+
+    fn settings(flags: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["capture-session-server", "--simulate"];
+        argv.extend_from_slice(flags);
+        Settings::from_args(Cli::try_parse_from(argv).expect("flags parse").server)
+    }
+
+    fn lifetimes(flags: &[&str]) -> (u64, u64) {
+        let s = settings(flags).expect("valid flags");
+        (s.session_max.as_secs(), s.remember_max.as_secs())
+    }
+
+    #[test]
+    fn session_lifetimes_default_to_12_hours_and_30_days() {
+        assert_eq!(lifetimes(&[]), (12 * 3600, 30 * 24 * 3600));
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.min_token_life, Duration::from_secs(60));
+        assert_eq!(s.reuse_window, Duration::from_secs(10));
+        assert_eq!(
+            lifetimes(&["--session-max", "5", "--remember-max", "9"]),
+            (5, 9)
+        );
+    }
+
+    #[test]
+    fn the_old_max_lifetime_flag_sets_both_lifetimes_unless_they_are_given() {
+        assert_eq!(lifetimes(&["--session-max-lifetime", "100"]), (100, 100));
+        assert_eq!(
+            lifetimes(&["--session-max-lifetime", "100", "--remember-max", "5000"]),
+            (100, 5000)
+        );
+        assert_eq!(
+            lifetimes(&["--session-max-lifetime", "100", "--session-max", "7"]),
+            (7, 100)
+        );
+        for flags in [
+            ["--session-max-lifetime", "0"],
+            ["--session-max", "0"],
+            ["--remember-max", "0"],
+        ] {
+            let err = settings(&flags).expect_err("zero refused");
+            assert!(err.to_string().contains(flags[0]), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_lifetime_flag_has_its_environment_variable() {
+        let command = Cli::command();
+        let env = |id: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .and_then(|e| e.to_str())
+                .map(str::to_owned)
+        };
+        for (id, var) in [
+            ("session_max", "CAPTURE_SESSION_SESSION_MAX"),
+            ("remember_max", "CAPTURE_SESSION_REMEMBER_MAX"),
+            ("session_max_lifetime", "CAPTURE_SESSION_MAX_LIFETIME"),
+            ("session_idle_timeout", "CAPTURE_SESSION_IDLE_TIMEOUT"),
+            ("min_token_life", "CAPTURE_SESSION_MIN_TOKEN_LIFE"),
+            ("reuse_window", "CAPTURE_SESSION_REUSE_WINDOW"),
+        ] {
+            assert_eq!(env(id).as_deref(), Some(var), "{id}");
+        }
     }
 }

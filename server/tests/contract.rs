@@ -28,13 +28,14 @@ async fn token_mode_start_verifies_the_token_and_sets_a_session_cookie() {
     let expires = r.json["expiresIn"].as_u64().unwrap();
     assert!((3590..=3600).contains(&expires), "expiresIn {expires}");
     let cookie = &r.set_cookie[0];
-    assert!(cookie.starts_with("capture-session="), "{cookie}");
+    let attributes = cookie.split_once(';').map_or("", |(_, a)| a);
+    assert!(cookie.starts_with("capture-session="), "{attributes}");
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
-        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+        assert!(cookie.contains(attr), "{attributes} lacks {attr}");
     }
     assert!(
         !cookie.contains("Secure"),
-        "plain-http loopback cookie: {cookie}"
+        "plain-http loopback cookie: {attributes}"
     );
     assert_eq!(
         h.sim_stats().await["entity"],
@@ -761,8 +762,8 @@ async fn cookie_is_host_prefixed_and_secure_off_loopback_mode() {
     let s = other.start_token().await;
     assert!(
         s.cookie.starts_with("__Host-capture-session="),
-        "{}",
-        s.cookie
+        "cookie named {:?}",
+        s.cookie.split('=').next()
     );
     let signin = other.sign_in("token").await;
     let r = other
@@ -773,8 +774,26 @@ async fn cookie_is_host_prefixed_and_secure_off_loopback_mode() {
         )
         .await;
     let raw = &r.set_cookie[0];
-    assert!(raw.contains("; Secure"), "{raw}");
+    assert!(raw.contains("; Secure"), "no Secure");
     assert!(raw.contains("HttpOnly") && raw.contains("SameSite=Lax") && raw.contains("Path=/"));
+    assert!(
+        !raw.contains("Max-Age"),
+        "a browser-session cookie by default"
+    );
+    // keepMeLoggedIn: the same attributes, persistent for --remember-max (30 days).
+    let signin = other.sign_in("token").await;
+    let r = other
+        .call(
+            "/capture-session/start",
+            None,
+            json!({"mode": "token", "uuid": signin.uuid, "accessToken": signin.credential, "keepMeLoggedIn": true}),
+        )
+        .await;
+    let raw = &r.set_cookie[0];
+    assert!(raw.starts_with("__Host-capture-session="));
+    assert!(raw.contains("; Secure") && raw.contains("HttpOnly") && raw.contains("Path=/"));
+    let attributes = raw.split_once(';').map_or("", |(_, a)| a);
+    assert!(raw.contains("; Max-Age=2592000"), "{attributes}");
     assert_eq!(other.refresh(&s.cookie).await.status, 200);
     // Admin endpoints exist only with --simulate.
     assert_eq!(other.get("/capture-session/_admin/stats").await.status, 404);

@@ -5,7 +5,9 @@
 //! browser layer must be made in both places at once.
 
 use crate::token::{AccessToken, AuthorizationCode};
-use crate::wire::{ErrorCode, MalformedReply, RawTokenReply, RefreshRequest, StartRequest};
+use crate::wire::{
+    ErrorCode, Fingerprint, MalformedReply, RawTokenReply, RefreshRequest, StartRequest,
+};
 
 /// Wall-clock time in milliseconds since the Unix epoch (`Date.now()`).
 pub type Millis = u64;
@@ -80,7 +82,7 @@ impl SessionMarker {
             SessionMarker::Live { token: None } => String::from("live"),
             SessionMarker::Live { token: Some(t) } => {
                 let mut s = String::from("live ");
-                s.push_str(&crate::token::fingerprint_hex(t.fingerprint));
+                s.push_str(&Fingerprint::from_u32(t.fingerprint).to_hex());
                 s.push(' ');
                 push_decimal(&mut s, t.expires_at);
                 s
@@ -100,7 +102,7 @@ impl SessionMarker {
                 (None, _) => SessionMarker::Live { token: None },
                 (Some(fp), Some(at)) => SessionMarker::Live {
                     token: Some(TokenSeen {
-                        fingerprint: crate::token::parse_fingerprint_hex(fp)?,
+                        fingerprint: Fingerprint::parse(fp)?.value(),
                         expires_at: parse_decimal(at)?,
                     }),
                 },

@@ -2,7 +2,7 @@
 //! when (cross-tab lock, offline pause, backoff), and what its reply means.
 
 use super::*;
-use crate::wire::{MalformedReply, Mode, RefreshRequest, StartRequest, TokenReply};
+use crate::wire::{Fingerprint, MalformedReply, Mode, RefreshRequest, StartRequest, TokenReply};
 
 impl Engine {
     /// Starts a refresh, or joins the one under way. Never while a logout
@@ -114,7 +114,7 @@ impl Engine {
             Job::Refresh(_) => {
                 self.seen_by_user = self.visible;
                 Request::Refresh(RefreshRequest {
-                    replace,
+                    replace: replace.map(Fingerprint::from_u32),
                     interactive: Some(interactive),
                 })
             }

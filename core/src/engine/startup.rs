@@ -20,7 +20,7 @@ const MAX_STORED_AHEAD_MS: u64 = DAY + 60 * 60 * 1000;
 pub(super) enum Stored {
     Missing,
     Corrupt(&'static str),
-    Expired(AccessToken),
+    Expired,
     Valid(AccessToken, Millis),
 }
 
@@ -40,7 +40,7 @@ impl Engine {
         };
         let token = AccessToken::new(token.clone());
         if at <= now {
-            Stored::Expired(token)
+            Stored::Expired
         } else if at > now.saturating_add(MAX_STORED_AHEAD_MS) {
             Stored::Corrupt("the stored expiry is too far in the future")
         } else {
@@ -116,7 +116,7 @@ impl Engine {
                 }
             }
             Stored::Corrupt(message) => self.warn(WarningCode::StoredDataInvalid, message),
-            Stored::Expired(_) | Stored::Missing => {}
+            Stored::Expired | Stored::Missing => {}
         }
         let token_missing = self.seen.token.is_none();
         match self.seen.marker {

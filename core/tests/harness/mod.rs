@@ -532,10 +532,10 @@ impl World {
     /// a `setTimeout(0)` in the browser, run right after the current task.
     fn run_due(&mut self, i: usize) {
         for _ in 0..20 {
-            if !self.tabs[i]
+            if self.tabs[i]
                 .engine
                 .poll_timeout()
-                .is_some_and(|d| d <= self.now)
+                .is_none_or(|d| d > self.now)
             {
                 return;
             }
@@ -1045,7 +1045,7 @@ impl World {
                 ..
             }) => self.epoch(authorization_code.expose()).unwrap_or(0),
             Request::Refresh(r) => {
-                let replaced = r.replace.and_then(|fp| {
+                let replaced = r.replace.map(|f| f.value()).and_then(|fp| {
                     self.epoch_of
                         .iter()
                         .find(|(t, _)| fingerprint(t) == fp)
@@ -1083,7 +1083,7 @@ impl World {
         );
         let is_refresh = matches!(request, Request::Refresh(_));
         let replace = match &request {
-            Request::Refresh(r) => r.replace,
+            Request::Refresh(r) => r.replace.map(|f| f.value()),
             _ => None,
         };
         self.in_flight.push(InFlight {

@@ -73,13 +73,15 @@ impl MemoryStore {
         );
     }
 
-    pub(super) fn update(&self, key: &str, record: &SessionRecord, ttl: Duration) -> bool {
+    pub(super) fn update(&self, key: &str, record: &SessionRecord, ttl: Option<Duration>) -> bool {
         let mut inner = self.inner();
         let now = Instant::now();
         match inner.sessions.get_mut(key) {
             Some(e) if e.idle_deadline > now => {
                 e.record = record.clone();
-                e.idle_deadline = now + ttl;
+                if let Some(ttl) = ttl {
+                    e.idle_deadline = now + ttl;
+                }
                 true
             }
             _ => false,

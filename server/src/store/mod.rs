@@ -31,6 +31,10 @@ pub struct SessionRecord {
     pub generation: u64,
     /// When the session started (unix ms).
     pub created_ms: u64,
+    /// Started with `keepMeLoggedIn: true`: the long absolute lifetime and a
+    /// persistent cookie. (Absent in records written before contract 1.1.)
+    #[serde(default)]
+    pub keep_me_logged_in: bool,
 }
 
 impl SessionRecord {
@@ -102,12 +106,14 @@ impl SessionStore {
     }
 
     /// Rewrites a session only if it still exists (it may have ended while
-    /// a rotation ran); returns whether it did.
+    /// a rotation ran); returns whether it did. `ttl` sets a new idle
+    /// deadline; `None` keeps the one the session has (a refresh that is not
+    /// interactive must not keep an idle session alive).
     pub async fn update(
         &self,
         key: &str,
         record: &SessionRecord,
-        ttl: Duration,
+        ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
         match self {
             SessionStore::Memory(s) => Ok(s.update(key, record, ttl)),

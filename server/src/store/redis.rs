@@ -91,19 +91,23 @@ impl RedisStore {
         &self,
         key: &str,
         record: &SessionRecord,
-        ttl: Duration,
+        ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let value = serde_json::to_vec(record)?;
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let written: Option<String> = redis::cmd("SET")
-            .arg(self.session_key(key))
-            .arg(value)
-            .arg("PX")
-            .arg(ms)
-            .arg("XX")
-            .query_async(&mut conn)
-            .await?;
+        let mut set = redis::cmd("SET");
+        set.arg(self.session_key(key)).arg(value);
+        match ttl {
+            Some(ttl) => {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                set.arg("PX").arg(ms);
+            }
+            // Redis 6.0 and later.
+            None => {
+                set.arg("KEEPTTL");
+            }
+        }
+        let written: Option<String> = set.arg("XX").query_async(&mut conn).await?;
         Ok(written.is_some())
     }
 

@@ -2,6 +2,8 @@
 //! carries the session cookie by hand, and sign-in at the simulator.
 #![allow(clippy::unwrap_used, dead_code, missing_docs)]
 
+pub mod cluster;
+
 use std::time::Duration;
 
 use capture_session_server::cli::Cli;
@@ -103,13 +105,21 @@ impl Reply {
             .to_owned()
     }
 
+    /// The body for a failure message: a token in it shows as its fingerprint.
+    pub fn shown(&self) -> String {
+        match self.json["accessToken"].as_str() {
+            Some(t) => self.text.replace(t, &format!("<token {}>", fp(t))),
+            None => self.text.clone(),
+        }
+    }
+
     #[track_caller]
     pub fn expect_error(&self, status: u16, error: &str) {
         assert_eq!(
             (self.status, self.error()),
             (status, error),
             "unexpected reply: {}",
-            self.text
+            self.shown()
         );
         assert!(
             self.json["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -252,6 +262,59 @@ impl Harness {
         }
     }
 
+    /// Signs in and starts a session in `mode` ("token" or "code", code with
+    /// `clientSession: true`), sending `keepMeLoggedIn` when given.
+    pub async fn start_in(&self, mode: &str, keep_me_logged_in: Option<bool>) -> (Session, Reply) {
+        let s = self.sign_in(mode).await;
+        let mut body = if mode == "token" {
+            json!({"mode": "token", "uuid": s.uuid, "accessToken": s.credential})
+        } else {
+            json!({"mode": "code", "authorizationCode": s.credential, "redirectUri": REDIRECT_URI, "clientSession": true})
+        };
+        if let Some(keep) = keep_me_logged_in {
+            body["keepMeLoggedIn"] = json!(keep);
+        }
+        let r = self.call("/capture-session/start", None, body).await;
+        assert_eq!(r.status, 200, "{mode} start failed: {}", r.text);
+        let session = Session {
+            cookie: r.cookie().expect("session cookie"),
+            uuid: s.uuid,
+            token: Some(r.token()),
+        };
+        (session, r)
+    }
+
+    /// A refresh with a contract 1.1 (or any) body.
+    pub async fn refresh_with(&self, cookie: &str, body: Value) -> Reply {
+        self.call("/capture-session/refresh", Some(cookie), body)
+            .await
+    }
+
+    /// `refresh_with` in a task of its own, to race it against other calls.
+    pub fn spawn_refresh_with(&self, cookie: &str, body: Value) -> tokio::task::JoinHandle<Reply> {
+        let req = self.post("/capture-session/refresh", Some(cookie), body);
+        tokio::spawn(async move { Reply::read(req.send().await.expect("refresh")).await })
+    }
+
+    /// New tokens the simulator minted for refreshes in `mode`:
+    /// `/access/getAccessToken` calls (token) or `refresh_token` grants (code).
+    pub async fn mints(&self, mode: &str) -> u64 {
+        let key = if mode == "token" {
+            "getAccessToken"
+        } else {
+            "tokenRefreshToken"
+        };
+        self.sim_stats().await[key].as_u64().expect("sim counter")
+    }
+
+    /// Whether Identity Cloud (the simulator) accepts `token` at `/entity`.
+    pub async fn token_is_alive(&self, token: &str) -> bool {
+        self.capture("/entity", &[("access_token", token)])
+            .await
+            .json["stat"]
+            == "ok"
+    }
+
     pub async fn refresh(&self, cookie: &str) -> Reply {
         self.call("/capture-session/refresh", Some(cookie), json!({}))
             .await
@@ -273,6 +336,20 @@ impl Harness {
                 .send()
                 .await
                 .expect("admin POST"),
+        )
+        .await
+    }
+
+    /// POSTs to the simulator's admin endpoints (`/_admin{path}` under the
+    /// Capture base URL, in-process or standalone).
+    pub async fn sim_admin(&self, path: &str, body: Value) -> Reply {
+        Reply::read(
+            self.http
+                .post(format!("{}/_admin{path}", self.sim))
+                .json(&body)
+                .send()
+                .await
+                .expect("simulator admin POST"),
         )
         .await
     }
@@ -315,6 +392,20 @@ impl Harness {
                 .expect("capture call"),
         )
         .await
+    }
+}
+
+/// The contract's name for a token: FNV-1a 32-bit, 8 lowercase hex digits.
+pub fn fp(token: &str) -> String {
+    capture_session_core::wire::Fingerprint::of(token).to_hex()
+}
+
+/// The path whose upstream call mints a refresh's token in `mode`.
+pub fn mint_path(mode: &str) -> &'static str {
+    if mode == "token" {
+        "/access/getAccessToken"
+    } else {
+        "/oauth/token"
     }
 }
 
