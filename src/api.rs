@@ -3,7 +3,6 @@
 //! starts a [`Session`], and turns the engine's events and settlements into
 //! callbacks, window `CustomEvent`s and promises.
 
-use crate::Shared;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
@@ -142,7 +141,7 @@ impl ApiState {
     fn deliver(&self, kind: &'static str, detail: &Object) {
         let listeners: Vec<Function> = self
             .listeners
-            .read()
+            .borrow()
             .iter()
             .filter(|(_, k, _)| *k == kind)
             .map(|(_, _, f)| f.clone())
@@ -165,7 +164,7 @@ impl ApiState {
     }
 
     fn raise(&self, kind: &'static str, detail: Object) {
-        if let Some(deferred) = self.deferred.write().as_mut() {
+        if let Some(deferred) = self.deferred.borrow_mut().as_mut() {
             deferred.push((kind, detail));
             return;
         }
@@ -174,7 +173,7 @@ impl ApiState {
 
     /// Delivers what was raised during `attach`.
     fn flush(&self) {
-        let deferred = self.deferred.write().take().unwrap_or_default();
+        let deferred = self.deferred.borrow_mut().take().unwrap_or_default();
         for (kind, detail) in deferred {
             self.deliver(kind, &detail);
         }
@@ -188,13 +187,13 @@ impl ApiSink for ApiState {
     }
 
     fn settle_ready(&self) {
-        if let Some(resolve) = self.ready_resolve.write().take() {
+        if let Some(resolve) = self.ready_resolve.borrow_mut().take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }
     }
 
     fn settle_refresh(&self, result: Result<(), ApiError>) {
-        let waiting = std::mem::take(&mut *self.refreshes.write());
+        let waiting = std::mem::take(&mut *self.refreshes.borrow_mut());
         for (resolve, reject) in waiting {
             let _ = match result {
                 Ok(()) => resolve.call0(&JsValue::UNDEFINED),
@@ -213,7 +212,7 @@ struct ReadConfig {
 }
 
 fn read_string(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<String>, Error> {
-    let v = js::get(cfg, key);
+    let v = js::own(cfg, key);
     if v.is_undefined() || v.is_null() {
         Ok(None)
     } else {
@@ -222,7 +221,7 @@ fn read_string(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<S
 }
 
 fn read_number(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<f64>, Error> {
-    let v = js::get(cfg, key);
+    let v = js::own(cfg, key);
     if v.is_undefined() || v.is_null() {
         Ok(None)
     } else {
@@ -231,7 +230,7 @@ fn read_number(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<f
 }
 
 fn read_bool(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<bool>, Error> {
-    let v = js::get(cfg, key);
+    let v = js::own(cfg, key);
     if v.is_undefined() || v.is_null() {
         Ok(None)
     } else {
@@ -265,7 +264,7 @@ fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
         .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
         .collect();
 
-    let retry = js::get(cfg, "retry");
+    let retry = js::own(cfg, "retry");
     if !(retry.is_undefined() || retry.is_null() || retry.is_object()) {
         return Err(config_error("retry"));
     }
@@ -297,7 +296,7 @@ fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
         Some(_) => return Err(config_error("credentials")),
     };
 
-    let headers = js::get(cfg, "headers");
+    let headers = js::own(cfg, "headers");
     let mut header_list = Vec::new();
     if !(headers.is_undefined() || headers.is_null()) {
         if !headers.is_object() || Array::is_array(&headers) {
@@ -306,7 +305,7 @@ fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
         let probe = web_sys::Headers::new().map_err(|_| config_error("headers"))?;
         for name in Object::keys(headers.unchecked_ref::<Object>()).iter() {
             let name = name.as_string().ok_or_else(|| config_error("headers"))?;
-            let value = js::get(&headers, &name)
+            let value = js::own(&headers, &name)
                 .as_string()
                 .ok_or_else(|| config_error("headers"))?;
             // An invalid header name or value is refused now, not at the first refresh.
@@ -317,7 +316,7 @@ fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
         }
     }
 
-    let origins = js::get(cfg, "allowedOrigins");
+    let origins = js::own(cfg, "allowedOrigins");
     let mut allowed_origins = Vec::new();
     if !(origins.is_undefined() || origins.is_null()) {
         if !Array::is_array(&origins) {
@@ -424,7 +423,7 @@ impl CaptureSession {
         let mut settle = None;
         let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         if let Some(settle) = settle {
-            self.api.refreshes.write().push(settle);
+            self.api.refreshes.borrow_mut().push(settle);
         }
         self.session.call(ApiCall::Refresh);
         promise
@@ -452,11 +451,11 @@ impl CaptureSession {
             .map_err(|_| to_js(&Error::InvalidArgument("the listener must be a function")))?;
         let id = self.api.next_listener.get();
         self.api.next_listener.set(id.wrapping_add(1));
-        self.api.listeners.write().push((id, kind, listener));
+        self.api.listeners.borrow_mut().push((id, kind, listener));
         let api: Weak<ApiState> = Rc::downgrade(&self.api);
         let off = Closure::<dyn FnMut()>::new(move || {
             if let Some(api) = api.upgrade() {
-                api.listeners.write().retain(|(i, _, _)| *i != id);
+                api.listeners.borrow_mut().retain(|(i, _, _)| *i != id);
             }
         });
         Ok(off.into_js_value().unchecked_into())
@@ -468,7 +467,7 @@ impl CaptureSession {
         self.session.detach();
         self.api.settle_refresh(Err(ApiError::Detached));
         self.api.settle_ready();
-        self.api.listeners.write().clear();
-        *self.api.deferred.write() = Some(Vec::new());
+        self.api.listeners.borrow_mut().clear();
+        *self.api.deferred.borrow_mut() = Some(Vec::new());
     }
 }

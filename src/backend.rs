@@ -71,6 +71,9 @@ pub(crate) fn post(
     init.set_body(&body.into());
     init.set_credentials(settings.credentials);
     init.set_cache(web_sys::RequestCache::NoStore);
+    // A redirect is a failed request: a 307 must not replay the body (a
+    // token, a code) to another URL.
+    init.set_redirect(web_sys::RequestRedirect::Error);
     if keepalive {
         // Not in web-sys' RequestInit: set the plain dictionary member.
         js::set_flag(&init, "keepalive", true);

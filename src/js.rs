@@ -2,7 +2,9 @@
 //! the few JSON bodies the helper sends). Everything here tolerates whatever a
 //! page, `localStorage` or a backend hands over: no unwrap, no panic.
 
-use capture_session_core::wire::{ErrorCode, JsonScalar, RawTokenReply, StartRequest};
+use capture_session_core::wire::{
+    ErrorCode, JsonScalar, RawTokenReply, RefreshRequest, StartRequest,
+};
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -27,6 +29,20 @@ pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
         return JsValue::UNDEFINED;
     }
     Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `target[key]` if `target` has that property of its own; `undefined`
+/// otherwise. A polluted `Object.prototype` (say `startUrl` set on it by a
+/// prototype-pollution bug) must not configure the helper.
+pub(crate) fn own(target: &JsValue, key: &str) -> JsValue {
+    let Some(object) = target.dyn_ref::<Object>() else {
+        return JsValue::UNDEFINED;
+    };
+    if Object::has_own(object, &JsValue::from_str(key)) {
+        get(target, key)
+    } else {
+        JsValue::UNDEFINED
+    }
 }
 
 /// `target[key]` if it is a string.
@@ -138,6 +154,19 @@ pub(crate) fn start_body(request: &StartRequest) -> String {
                 &JsValue::from_bool(*keep_me_logged_in),
             );
         }
+    }
+    stringify(&body)
+}
+
+/// The JSON body of a `refreshUrl` request (contract 1.1: `replace`,
+/// `interactive`; `{}` when neither is known).
+pub(crate) fn refresh_body(request: &RefreshRequest) -> String {
+    let body = Object::new();
+    if let Some(fp) = request.replace {
+        set(&body, "replace", &JsValue::from_str(&fp.to_hex()));
+    }
+    if let Some(interactive) = request.interactive {
+        set(&body, "interactive", &JsValue::from_bool(interactive));
     }
     stringify(&body)
 }

@@ -1,20 +1,14 @@
-//! Page lifecycle events after which the engine must look at the clock again:
-//! timers are throttled in background tabs and stop during sleep, so a
-//! refresh that was due while the page slept is noticed on the way back
-//! (`visibilitychange`, `focus`, `pageshow`), and connectivity changes
-//! (`online`, `offline`) let the engine retry at once or wait.
+//! Page lifecycle events after which the engine must look at the clock (and
+//! storage) again: timers are throttled in background tabs and stop during
+//! sleep, so a refresh that was due while the page slept is noticed on the
+//! way back (`visibilitychange`, `focus`, `pageshow`); `pagehide` is the last
+//! look before the page goes (a page that logged out by removing the widget's
+//! keys, then navigates); connectivity changes (`online`, `offline`) let the
+//! engine retry at once or wait.
 
+use capture_session_core::engine::Input;
 use gloo_events::EventListener;
 use web_sys::VisibilityState;
-
-/// What a lifecycle event tells the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PageChange {
-    /// The page is visible (`true`) or hidden.
-    Visible(bool),
-    /// The browser is online (`true`) or offline.
-    Online(bool),
-}
 
 /// The lifecycle listeners of one helper; removed on drop.
 pub(crate) struct PageWatch {
@@ -23,7 +17,7 @@ pub(crate) struct PageWatch {
 
 impl PageWatch {
     /// Calls `on_change` for each lifecycle event.
-    pub(crate) fn start(on_change: impl Fn(PageChange) + Clone + 'static) -> PageWatch {
+    pub(crate) fn start(on_change: impl Fn(Input) + Clone + 'static) -> PageWatch {
         let mut listeners = Vec::new();
         let Some(window) = web_sys::window() else {
             return PageWatch {
@@ -37,20 +31,23 @@ impl PageWatch {
                 &document,
                 "visibilitychange",
                 move |_| {
-                    f(PageChange::Visible(
+                    f(Input::Visible(
                         doc.visibility_state() == VisibilityState::Visible,
                     ))
                 },
             ));
         }
         for (event, change) in [
-            ("focus", PageChange::Visible(true)),
-            ("pageshow", PageChange::Visible(true)),
-            ("online", PageChange::Online(true)),
-            ("offline", PageChange::Online(false)),
+            ("focus", Input::Visible(true)),
+            ("pageshow", Input::Visible(true)),
+            ("pagehide", Input::Visible(false)),
+            ("online", Input::Online(true)),
+            ("offline", Input::Online(false)),
         ] {
             let f = on_change.clone();
-            listeners.push(EventListener::new(&window, event, move |_| f(change)));
+            listeners.push(EventListener::new(&window, event, move |_| {
+                f(change.clone())
+            }));
         }
         PageWatch {
             _listeners: listeners,

@@ -3,30 +3,33 @@
 //! action it asks for. Nothing here decides anything about the session; that is
 //! the engine's job (`capture-session-core`).
 //!
+//! Every wakeup starts with a look at storage (`Input::Storage`): the page, the
+//! widget or another tab may have written since, and what storage holds is
+//! what the engine decides on (a token the page removed is a logout, a token
+//! another tab stored is news).
+//!
 //! Re-entrancy: executing an action can call back into the helper
 //! synchronously (`createCaptureSession` fires `onCaptureSessionCreated`, an
 //! event subscriber calls `refresh()`, a lock is granted at once). So the
 //! runtime is never borrowed while JavaScript runs, and only the outermost
-//! [`pump`] drains the engine's actions; inner calls just feed their input.
+//! [`pump`](Session::pump) drains the engine's actions; inner calls just feed
+//! their input.
 
-use crate::Shared;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use capture_session_core::config::Config;
 use capture_session_core::engine::{
-    Action, ApiCall, ApiError, Engine, Event, Input, Millis, PublicState, Request, RequestId,
-    StoredEntries, TabNews, WidgetEvent,
+    Action, ApiCall, ApiError, Engine, Event, Input, Millis, PublicState, ReplyOutcome, Request,
+    RequestId, StoredEntries, TabMessage, WidgetEvent,
 };
-use capture_session_core::token::{fingerprint, is_plausible_token};
-use capture_session_core::AccessToken;
 use gloo_timers::callback::Timeout;
 
 use crate::backend::{self, InFlight, RequestSettings};
 use crate::js;
-use crate::page::{self, PageChange, PageWatch};
+use crate::page::{self, PageWatch};
 use crate::storage::{parse_date, TokenStore};
-use crate::tabs::{RefreshLock, TabLink, TabMessage};
+use crate::tabs::{RefreshLock, TabLink};
 use crate::widget::{self, HeldStart, WidgetBinding};
 
 /// Where the engine's outward-facing actions go: the JS API layer.
@@ -59,22 +62,10 @@ struct Runtime {
     /// The engine's next deadline and the timer that fires at it.
     timer: Option<(Millis, Timeout)>,
     inflight: Vec<(RequestId, InFlight)>,
-    /// The last token another tab told us about (BroadcastChannel and
-    /// `storage` events often report the same write twice).
-    last_news: Option<(String, Millis)>,
-    /// Another tab's announcement whose token this tab's copy of storage did
-    /// not hold yet: `(fingerprint, expiry)`, used when it shows up.
-    announced: Option<(u32, Millis)>,
-    /// The last token this tab stored, and its expiry.
-    last_written: Option<(AccessToken, Millis)>,
+    /// The widget's `start()`, while the engine holds it.
+    held_start: Option<HeldStart>,
     pumping: bool,
     detached: bool,
-    /// `session.ready` settled (the start-up check is done).
-    ready: bool,
-    /// The widget's `start()`, held until `ready` (see [`HeldStart`]), and the
-    /// timer that lets it go anyway should `ready` take too long.
-    held_start: Option<HeldStart>,
-    held_timer: Option<Timeout>,
     /// The runtime itself, until `detach()`: an attached helper keeps running
     /// even if the page drops its `CaptureSession` object (which wasm-bindgen
     /// frees on garbage collection).
@@ -113,19 +104,13 @@ impl Session {
             lock: Rc::new(RefreshLock::new(&lock_name)),
             timer: None,
             inflight: Vec::new(),
-            last_news: None,
-            announced: None,
-            last_written: None,
+            held_start: None,
             pumping: false,
             detached: false,
-            ready: false,
-            held_start: None,
-            held_timer: None,
             keep_alive: None,
         }));
         let session = Session { rt };
-        session.rt.write().keep_alive = Some(session.clone());
-        session.connect(&lock_name);
+        session.rt.borrow_mut().keep_alive = Some(session.clone());
 
         let (stored, failed) = session.read_store();
         session.feed(Input::Startup(stored));
@@ -138,6 +123,7 @@ impl Session {
         if !page::is_visible() {
             session.feed(Input::Visible(false));
         }
+        session.connect(&lock_name);
         session
     }
 
@@ -147,8 +133,7 @@ impl Session {
 
     /// Installs the widget hooks, lifecycle listeners and the tab link.
     fn connect(&self, channel_name: &str) {
-        let weak = self.weak();
-        let loaded = self.weak();
+        let (weak, loaded) = (self.weak(), self.weak());
         let widget = WidgetBinding::attach(
             move |event| {
                 if let Some(s) = upgrade(&weak) {
@@ -157,127 +142,122 @@ impl Session {
             },
             move || {
                 if let Some(s) = upgrade(&loaded) {
-                    // An expired stored session is being refreshed: let the
-                    // widget start once it has the new token, or after one
-                    // request timeout (and a margin) whatever happens.
-                    let mut rt = s.rt.write();
-                    if !rt.ready && !rt.detached {
-                        rt.held_start = HeldStart::hold();
-                        if rt.held_start.is_some() {
-                            let ms = rt.config.request_timeout_ms.saturating_add(2000);
-                            let weak = s.weak();
-                            rt.held_timer = Some(js::timeout(
-                                u32::try_from(ms).unwrap_or(u32::MAX),
-                                Box::new(move || {
-                                    if let Some(s) = upgrade(&weak) {
-                                        let held = s.rt.write().held_start.take();
-                                        drop(held);
-                                    }
-                                }),
-                            ));
-                        }
-                    }
+                    s.wake(Input::WidgetLoaded);
                 }
             },
         );
         let weak = self.weak();
-        let page = PageWatch::start(move |change| {
+        let page = PageWatch::start(move |input| {
             if let Some(s) = upgrade(&weak) {
-                s.feed(match change {
-                    PageChange::Visible(v) => Input::Visible(v),
-                    PageChange::Online(o) => Input::Online(o),
-                });
+                s.wake(input);
             }
         });
-        let tabs = self.rt.read().config.cross_tab.then(|| {
+        let tabs = self.rt.borrow().config.cross_tab.then(|| {
             let (w1, w2) = (self.weak(), self.weak());
             TabLink::open(
                 channel_name,
-                move |message| {
+                move |message: TabMessage| {
                     if let Some(s) = upgrade(&w1) {
-                        s.on_tab_message(message);
+                        s.wake(Input::Tab(message));
                     }
                 },
-                move |key, removed| {
+                move |key| {
                     if let Some(s) = upgrade(&w2) {
-                        s.on_storage_event(key.as_deref(), removed);
+                        s.on_storage_event(key.as_deref());
                     }
                 },
             )
         });
-        let mut rt = self.rt.write();
-        rt.widget = widget;
+        let mut rt = self.rt.borrow_mut();
+        rt.widget = Some(widget);
         rt.page = Some(page);
         rt.tabs = tabs;
     }
 
     /// `session.state`.
     pub(crate) fn state(&self) -> PublicState {
-        self.rt.read().engine.state()
+        self.rt.borrow().engine.state()
     }
 
     /// `session.expiresAt`.
     pub(crate) fn expires_at(&self) -> Option<Millis> {
-        self.rt.read().engine.expires_at()
+        self.rt.borrow().engine.expires_at()
     }
 
     /// Whether `detach()` ran.
     pub(crate) fn is_detached(&self) -> bool {
-        self.rt.read().detached
+        self.rt.borrow().detached
     }
 
     /// A JS API call.
     pub(crate) fn call(&self, call: ApiCall) {
-        self.feed(Input::Api(call));
+        self.wake(Input::Api(call));
     }
 
     /// `session.detach()`: tells the engine, then drops every listener, timer,
-    /// channel, lock and in-flight request (except a `keepalive` logout).
+    /// channel, lock, held start and in-flight request (except a `keepalive`
+    /// logout).
     pub(crate) fn detach(&self) {
         if self.is_detached() {
             return;
         }
         self.feed(Input::Api(ApiCall::Detach));
-        let ((widget, page, tabs, timer, inflight, lock, keep_alive), held) = {
-            let mut rt = self.rt.write();
+        let (handles, lock) = {
+            let mut rt = self.rt.borrow_mut();
             rt.detached = true;
-            (
-                (
-                    rt.widget.take(),
-                    rt.page.take(),
-                    rt.tabs.take(),
-                    rt.timer.take(),
-                    std::mem::take(&mut rt.inflight),
-                    rt.lock.clone(),
-                    rt.keep_alive.take(),
-                ),
-                (rt.held_start.take(), rt.held_timer.take()),
-            )
+            let handles = (
+                rt.widget.take(),
+                rt.page.take(),
+                rt.tabs.take(),
+                rt.timer.take(),
+                std::mem::take(&mut rt.inflight),
+                rt.held_start.take(),
+                rt.keep_alive.take(),
+            );
+            (handles, rt.lock.clone())
         };
         lock.release();
-        drop((widget, page, tabs, timer, inflight, keep_alive));
-        drop(held); // never leave the widget unstarted
+        // Dropped outside the borrow: a held start runs the page's `start()`.
+        drop(handles);
+    }
+
+    /// Reads storage; `true` in the second place when it just failed.
+    fn read_store(&self) -> (StoredEntries, bool) {
+        let mut rt = self.rt.borrow_mut();
+        match rt.store.read() {
+            Ok(entries) => (entries, false),
+            Err(_) => (rt.store.memory(), true),
+        }
+    }
+
+    /// A look at storage, for the engine.
+    fn look(&self) {
+        let (stored, failed) = self.read_store();
+        self.feed(Input::Storage(stored));
+        if failed {
+            self.feed(Input::StorageFailed);
+        }
+    }
+
+    /// Something woke the helper: it looks at storage, then tells the engine.
+    fn wake(&self, input: Input) {
+        if self.is_detached() {
+            if let Input::Api(ApiCall::Refresh) = input {
+                self.feed(input); // the engine answers `detached`
+            }
+            return;
+        }
+        self.look();
+        self.feed(input);
     }
 
     /// Feeds one input and executes what follows.
     fn feed(&self, input: Input) {
         {
-            let mut rt = self.rt.write();
-            if rt.detached {
-                return;
-            }
+            let mut rt = self.rt.borrow_mut();
             rt.engine.handle(input, now());
         }
         self.pump();
-    }
-
-    /// Reads storage; `true` in the second place when it just failed.
-    fn read_store(&self) -> (StoredEntries, bool) {
-        let mut rt = self.rt.write();
-        match rt.store.read() {
-            Ok(entries) => (entries, false),
-            Err(_) => (rt.store.memory(), true),
-        }
     }
 
     fn storage_failed(&self) {
@@ -285,113 +265,34 @@ impl Session {
     }
 
     fn on_widget(&self, mut event: WidgetEvent) {
-        if let WidgetEvent::LoginSuccess {
-            widget_expires_at, ..
-        } = &mut event
-        {
+        if let WidgetEvent::LoginSuccess { widget_expires, .. } = &mut event {
             // The widget stores its token (and its belief about the expiry)
             // before it fires the login event.
             let (stored, failed) = self.read_store();
-            *widget_expires_at = stored.expires.as_deref().and_then(parse_date);
+            *widget_expires = stored.expires;
             if failed {
                 self.storage_failed();
             }
         }
-        self.feed(Input::Widget(event));
+        self.wake(Input::Widget(event));
     }
 
-    fn on_tab_message(&self, message: TabMessage) {
-        match message {
-            TabMessage::TokenReplaced {
-                expires_at,
-                fingerprint,
-            } => {
-                self.rt.write().announced = Some((fingerprint, expires_at));
-                self.adopt_stored_token();
-            }
-            TabMessage::SessionEnded => self.feed(Input::Tab(TabNews::SessionEnded)),
-        }
-    }
-
-    /// A `storage` event: another tab (its helper, or a widget without one)
-    /// changed the entries. Removing the token (or clearing storage) is a
-    /// logout; anything else may be a new token.
-    fn on_storage_event(&self, key: Option<&str>, removed: bool) {
-        let (ours, token_key) = {
-            let rt = self.rt.read();
-            match key {
-                None => (true, true),
-                Some(k) => (rt.store.is_our_key(k), k == rt.config.storage_key),
-            }
+    /// A `storage` event: another tab (its helper, a widget without one, or
+    /// a page's own code) changed an entry of ours (or cleared storage).
+    fn on_storage_event(&self, key: Option<&str>) {
+        let ours = {
+            let rt = self.rt.borrow();
+            rt.store.is_persistent() && key.is_none_or(|k| rt.store.is_our_key(k))
         };
-        if !ours || !self.rt.read().store.is_persistent() {
-            return;
+        if ours && !self.is_detached() {
+            self.look();
         }
-        if token_key && removed {
-            let (stored, failed) = self.read_store();
-            if failed {
-                self.storage_failed();
-            } else if stored.token.is_none() {
-                self.rt.write().last_news = None;
-                self.feed(Input::Tab(TabNews::SessionEnded));
-            }
-        } else {
-            self.adopt_stored_token();
-        }
-    }
-
-    /// Another tab says a new token is in storage: read it and tell the engine
-    /// (once per token and expiry). When the stored token is the one another
-    /// tab announced (same fingerprint), the announced expiry is used: this
-    /// tab's copy of storage may pair the new token with an old `_Expires`, or
-    /// may not hold the new token yet (then the announcement waits for it).
-    /// Otherwise the stored `_Expires` is used, and for the token it already
-    /// holds the engine only ever believes an earlier one.
-    fn adopt_stored_token(&self) {
-        let (stored, failed) = self.read_store();
-        if failed {
-            self.storage_failed();
-            return;
-        }
-        let Some(token) = stored.token.filter(|t| is_plausible_token(t)) else {
-            return;
-        };
-        let announced = {
-            let mut rt = self.rt.write();
-            match rt.announced {
-                Some((fp, at)) if fp == fingerprint(&token) => {
-                    rt.announced = None;
-                    Some(at)
-                }
-                _ => None,
-            }
-        };
-        let Some(expires_at) = announced.or_else(|| stored.expires.as_deref().and_then(parse_date))
-        else {
-            return;
-        };
-        {
-            let mut rt = self.rt.write();
-            if rt
-                .last_news
-                .as_ref()
-                .is_some_and(|(t, e)| *t == token && *e == expires_at)
-            {
-                return;
-            }
-            rt.last_news = Some((token.clone(), expires_at));
-        }
-        let token = AccessToken::new(token);
-        self.feed(Input::Tab(match announced {
-            Some(_) => TabNews::TokenAnnounced { token, expires_at },
-            None => TabNews::TokenReplaced { token, expires_at },
-        }));
     }
 
     /// Drains the engine's actions (outermost call only), then re-arms the timer.
     fn pump(&self) {
         {
-            let mut rt = self.rt.write();
+            let mut rt = self.rt.borrow_mut();
             if rt.pumping {
                 return;
             }
@@ -399,7 +300,7 @@ impl Session {
         }
         loop {
             let (action, detached) = {
-                let mut rt = self.rt.write();
+                let mut rt = self.rt.borrow_mut();
                 (rt.engine.poll_action(), rt.detached)
             };
             let Some(action) = action else { break };
@@ -410,12 +311,12 @@ impl Session {
                 self.execute(action);
             }
         }
-        self.rt.write().pumping = false;
+        self.rt.borrow_mut().pumping = false;
         self.arm_timer();
     }
 
     fn settle_only(&self, action: Action) {
-        let sink = self.rt.read().sink.clone();
+        let sink = self.rt.borrow().sink.clone();
         match action {
             Action::SettleReady => sink.settle_ready(),
             Action::SettleRefresh(result) => sink.settle_refresh(result),
@@ -426,18 +327,20 @@ impl Session {
     fn execute(&self, action: Action) {
         match action {
             Action::WriteToken { token, expires_at } => {
-                let written = {
-                    let mut rt = self.rt.write();
-                    rt.last_written = Some((token.clone(), expires_at));
-                    rt.store.write(&token, expires_at)
-                };
+                let written = self.rt.borrow_mut().store.write(&token, expires_at);
                 if written.is_err() {
                     self.storage_failed();
                 }
             }
             Action::ClearToken => {
-                let cleared = self.rt.write().store.clear();
+                let cleared = self.rt.borrow_mut().store.clear();
                 if cleared.is_err() {
+                    self.storage_failed();
+                }
+            }
+            Action::WriteMarker(marker) => {
+                let written = self.rt.borrow_mut().store.write_marker(marker);
+                if written.is_err() {
                     self.storage_failed();
                 }
             }
@@ -445,7 +348,7 @@ impl Session {
             Action::Abort(id) => {
                 // Dropping the request aborts it (a logout notice excepted).
                 let aborted: Vec<_> = {
-                    let mut rt = self.rt.write();
+                    let mut rt = self.rt.borrow_mut();
                     let (gone, kept) = std::mem::take(&mut rt.inflight)
                         .into_iter()
                         .partition(|(i, _)| *i == id);
@@ -455,9 +358,7 @@ impl Session {
                 drop(aborted);
             }
             Action::CreateCaptureSession(token) => {
-                if widget::create_session(&token) {
-                    self.restore_expiry(&token);
-                }
+                widget::create_session(&token);
             }
             Action::EndCaptureSession => {
                 widget::end_session();
@@ -465,12 +366,20 @@ impl Session {
             Action::RenderScreen(screen) => {
                 widget::render(&screen);
             }
+            Action::HoldWidgetStart => {
+                let held = HeldStart::hold();
+                self.rt.borrow_mut().held_start = held;
+            }
+            Action::ReleaseWidgetStart => {
+                let held = self.rt.borrow_mut().held_start.take();
+                drop(held); // the widget's own start() runs now, if the page called it
+            }
             Action::Emit(event) => {
-                let sink = self.rt.read().sink.clone();
+                let sink = self.rt.borrow().sink.clone();
                 sink.emit(&event);
             }
             Action::AcquireLock => {
-                let lock = self.rt.read().lock.clone();
+                let lock = self.rt.borrow().lock.clone();
                 let weak = self.weak();
                 lock.acquire(move || {
                     if let Some(s) = upgrade(&weak) {
@@ -483,64 +392,25 @@ impl Session {
                 });
             }
             Action::ReleaseLock => {
-                let lock = self.rt.read().lock.clone();
+                let lock = self.rt.borrow().lock.clone();
                 lock.release();
             }
-            Action::BroadcastTokenReplaced { expires_at } => {
-                // The engine writes the token just before it announces it.
-                let written = self.rt.read().last_written.clone();
-                if let Some((token, _)) = written {
-                    self.broadcast(TabMessage::TokenReplaced {
-                        expires_at,
-                        fingerprint: fingerprint(token.expose()),
-                    });
+            Action::Broadcast(message) => {
+                if let Some(tabs) = &self.rt.borrow().tabs {
+                    tabs.send(message);
                 }
             }
-            Action::BroadcastSessionEnded => self.broadcast(TabMessage::SessionEnded),
-            Action::SettleReady => {
-                let held = {
-                    let mut rt = self.rt.write();
-                    rt.ready = true;
-                    (rt.held_start.take(), rt.held_timer.take())
-                };
-                self.settle_only(action);
-                drop(held); // the widget's own start() runs now, if the page called it
-            }
-            Action::SettleRefresh(_) => self.settle_only(action),
-        }
-    }
-
-    /// `createCaptureSession` stores the token with the widget's own idea of
-    /// its expiry (`accessTokenLifeHours`, which sites set to 6 or 24); put
-    /// back the real one, so that reloads and other tabs see the truth.
-    fn restore_expiry(&self, token: &AccessToken) {
-        let failed = {
-            let mut rt = self.rt.write();
-            match rt.last_written.clone() {
-                Some((written, expires_at)) if written == *token => {
-                    rt.store.write(token, expires_at).is_err()
-                }
-                _ => false,
-            }
-        };
-        if failed {
-            self.storage_failed();
-        }
-    }
-
-    fn broadcast(&self, message: TabMessage) {
-        if let Some(tabs) = &self.rt.read().tabs {
-            tabs.send(message);
+            Action::SettleReady | Action::SettleRefresh(_) => self.settle_only(action),
         }
     }
 
     fn send(&self, id: RequestId, request: Request) {
         let (url, body, keepalive) = {
-            let rt = self.rt.read();
+            let rt = self.rt.borrow();
             match request {
-                Request::Refresh => (
+                Request::Refresh(r) => (
                     Some(rt.config.refresh_url.clone()),
-                    String::from("{}"),
+                    js::refresh_body(&r),
                     false,
                 ),
                 Request::End => (rt.config.end_url.clone(), String::from("{}"), true),
@@ -551,33 +421,33 @@ impl Session {
         };
         let Some(url) = url else {
             // The engine only sends to configured endpoints; answer anyway so it never waits.
-            self.feed(Input::Reply {
+            self.wake(Input::Reply {
                 id,
-                outcome: capture_session_core::engine::ReplyOutcome::Network,
+                outcome: ReplyOutcome::Network,
             });
             return;
         };
-        let settings = self.rt.read().requests.clone();
+        let settings = self.rt.borrow().requests.clone();
         let weak = self.weak();
         let flight = backend::post(&url, &body, &settings, keepalive, move |outcome| {
             let Some(s) = upgrade(&weak) else { return };
             // Only requests still in flight are answered (an aborted one is not).
             let finished = {
-                let mut rt = s.rt.write();
+                let mut rt = s.rt.borrow_mut();
                 let before = rt.inflight.len();
                 rt.inflight.retain(|(i, _)| *i != id);
                 rt.inflight.len() < before
             };
             if finished {
-                s.feed(Input::Reply { id, outcome });
+                s.wake(Input::Reply { id, outcome });
             }
         });
-        self.rt.write().inflight.push((id, flight));
+        self.rt.borrow_mut().inflight.push((id, flight));
     }
 
     /// Re-arms the timer at the engine's next deadline (if it changed).
     fn arm_timer(&self) {
-        let mut rt = self.rt.write();
+        let mut rt = self.rt.borrow_mut();
         if rt.detached {
             rt.timer = None;
             return;
@@ -604,16 +474,15 @@ impl Session {
     }
 
     fn on_timer(&self) {
-        {
-            let mut rt = self.rt.write();
-            if rt.detached {
-                return;
-            }
-            // The timer fired: drop it, so that the same deadline re-arms if
-            // the browser woke us early.
-            drop(rt.timer.take());
-            rt.engine.handle_timeout(now());
+        if self.is_detached() {
+            return;
         }
+        // The timer fired: drop it, so that the same deadline re-arms if
+        // the browser woke us early.
+        let fired = self.rt.borrow_mut().timer.take();
+        drop(fired);
+        self.look();
+        self.rt.borrow_mut().engine.handle_timeout(now());
         self.pump();
     }
 }

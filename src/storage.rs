@@ -1,5 +1,7 @@
 //! The widget's session entries in `localStorage` (`janrainCaptureToken` and
-//! `janrainCaptureToken_Expires`), with an in-memory fallback.
+//! `janrainCaptureToken_Expires`) and the helper's own marker entry
+//! (`capture-session:janrainCaptureToken`: what it knows of the backend
+//! session, never a token), with an in-memory fallback.
 //!
 //! Not `gloo_storage::LocalStorage`: its `raw()` throws (`expect_throw`) when
 //! `localStorage` is disabled or its getter throws, and its `get_item` assumes
@@ -7,7 +9,7 @@
 //! and in-memory operation, never an uncaught exception. The calls are the same
 //! `web_sys::Storage` ones `raw()` would give, with the errors kept.
 
-use capture_session_core::engine::{Millis, StoredEntries};
+use capture_session_core::engine::{Millis, SessionMarker, StoredEntries};
 use capture_session_core::AccessToken;
 
 use crate::error::{Error, Result};
@@ -16,6 +18,7 @@ use crate::error::{Error, Result};
 pub(crate) struct TokenStore {
     token_key: String,
     expires_key: String,
+    marker_key: String,
     /// `None` once storage failed (or was never there): memory only from then on.
     local: Option<web_sys::Storage>,
     /// What this tab last wrote; the source of truth once `local` is gone.
@@ -28,6 +31,8 @@ impl TokenStore {
     pub(crate) fn open(key: &str) -> (TokenStore, Result<()>) {
         let mut expires_key = String::from(key);
         expires_key.push_str("_Expires");
+        let mut marker_key = String::from(SessionMarker::KEY_PREFIX);
+        marker_key.push_str(key);
         let local = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
         let ok = if local.is_some() {
             Ok(())
@@ -37,6 +42,7 @@ impl TokenStore {
         let store = TokenStore {
             token_key: String::from(key),
             expires_key,
+            marker_key,
             local,
             memory: StoredEntries::default(),
         };
@@ -45,7 +51,7 @@ impl TokenStore {
 
     /// Whether `key` (of a `storage` event) is one of ours.
     pub(crate) fn is_our_key(&self, key: &str) -> bool {
-        key == self.token_key || key == self.expires_key
+        key == self.token_key || key == self.expires_key || key == self.marker_key
     }
 
     /// Whether storage still works (else the helper runs in memory).
@@ -61,8 +67,13 @@ impl TokenStore {
         };
         let token = local.get_item(&self.token_key);
         let expires = local.get_item(&self.expires_key);
-        match (token, expires) {
-            (Ok(token), Ok(expires)) => Ok(StoredEntries { token, expires }),
+        let marker = local.get_item(&self.marker_key);
+        match (token, expires, marker) {
+            (Ok(token), Ok(expires), Ok(marker)) => Ok(StoredEntries {
+                token,
+                expires,
+                marker,
+            }),
             _ => {
                 self.local = None;
                 Err(Error::StorageUnavailable)
@@ -79,10 +90,8 @@ impl TokenStore {
     /// exactly as the widget writes it (`Date.prototype.toUTCString()`).
     pub(crate) fn write(&mut self, token: &AccessToken, expires_at: Millis) -> Result<()> {
         let expires = http_date(expires_at);
-        self.memory = StoredEntries {
-            token: Some(String::from(token.expose())),
-            expires: Some(expires.clone()),
-        };
+        self.memory.token = Some(String::from(token.expose()));
+        self.memory.expires = Some(expires.clone());
         let Some(local) = &self.local else {
             return Ok(());
         };
@@ -102,7 +111,8 @@ impl TokenStore {
     /// Removes the entries (and the widget's profile entries that real logout
     /// code removes too).
     pub(crate) fn clear(&mut self) -> Result<()> {
-        self.memory = StoredEntries::default();
+        self.memory.token = None;
+        self.memory.expires = None;
         let Some(local) = &self.local else {
             return Ok(());
         };
@@ -117,6 +127,26 @@ impl TokenStore {
             }
         }
         if failed {
+            self.local = None;
+            return Err(Error::StorageWrite);
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore {
+    /// Writes (or with `None` removes) the helper's marker entry.
+    pub(crate) fn write_marker(&mut self, marker: Option<SessionMarker>) -> Result<()> {
+        let value = marker.map(SessionMarker::encode);
+        self.memory.marker = value.clone();
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let written = match &value {
+            Some(v) => local.set_item(&self.marker_key, v),
+            None => local.remove_item(&self.marker_key),
+        };
+        if written.is_err() {
             self.local = None;
             return Err(Error::StorageWrite);
         }

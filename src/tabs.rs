@@ -11,13 +11,13 @@
 //!   granted in this tab at once: tabs may then refresh concurrently, which the
 //!   backend tolerates (a refresh mints a token, it consumes nothing).
 //! - [BroadcastChannel](https://developer.mozilla.org/en-US/docs/Web/API/BroadcastChannel):
-//!   messages are the bare strings `"token"` and `"ended"`; a token never
-//!   travels in a message, receivers read it from storage.
+//!   messages are small arrays or the string `"ended"` (see [`encode`]); a
+//!   token never travels in a message, receivers read it from storage.
 
-use crate::Shared;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use capture_session_core::engine::{Announcement, NewsKind, TabMessage};
 use gloo_events::EventListener;
 use js_sys::Function;
 use wasm_bindgen::JsCast;
@@ -25,36 +25,57 @@ use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
 
 use crate::js;
 
-/// A message between tabs. On the wire: `[expiresAt, fingerprint]` for a new
-/// token, or the string `"ended"`. Never the token itself: the receiving tab
-/// reads that from storage, and uses the fingerprint to know whether its copy
-/// of storage already holds the announced token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TabMessage {
-    /// A new token is in storage; it expires at this time. The expiry travels
-    /// with the message because the receiving tab's copy of storage may still
-    /// hold the old `_Expires`, or the one the widget's `createCaptureSession`
-    /// wrote from `accessTokenLifeHours`.
-    TokenReplaced {
-        /// Epoch milliseconds.
-        expires_at: u64,
-        /// [`fingerprint`](capture_session_core::fingerprint) of the token.
-        fingerprint: u32,
-    },
-    /// The session ended.
-    SessionEnded,
+/// A message between tabs, on the wire: `[expiresAt, fingerprint, kind]`
+/// for a token a tab stored (kind 0 signing in, 1 signed in, 2 refreshed),
+/// or the string `"ended"`. Never the token itself: the receiving tab reads
+/// that from storage, and the engine matches it by fingerprint.
+fn encode(message: TabMessage) -> wasm_bindgen::JsValue {
+    match message {
+        TabMessage::Token(a) => {
+            let kind = match a.kind {
+                NewsKind::SigningIn => 0,
+                NewsKind::SignedIn => 1,
+                NewsKind::Refreshed => 2,
+            };
+            let list = js_sys::Array::of3(
+                &(a.expires_at as f64).into(),
+                &a.fingerprint.into(),
+                &kind.into(),
+            );
+            list.into()
+        }
+        TabMessage::SessionEnded => "ended".into(),
+    }
 }
 
-impl TabMessage {
-    fn to_js(self) -> wasm_bindgen::JsValue {
-        match self {
-            TabMessage::TokenReplaced {
-                expires_at,
-                fingerprint,
-            } => js_sys::Array::of2(&(expires_at as f64).into(), &fingerprint.into()).into(),
-            TabMessage::SessionEnded => "ended".into(),
-        }
+/// Reads what [`encode`] wrote; `None` for anything else.
+fn decode(data: &wasm_bindgen::JsValue) -> Option<TabMessage> {
+    if data.as_string().as_deref() == Some("ended") {
+        return Some(TabMessage::SessionEnded);
     }
+    if !js_sys::Array::is_array(data) {
+        return None;
+    }
+    let data: &js_sys::Array = data.unchecked_ref();
+    let at = data
+        .get(0)
+        .as_f64()
+        .filter(|at| at.is_finite() && *at >= 0.0)?;
+    let fp = data
+        .get(1)
+        .as_f64()
+        .filter(|fp| (0.0..=f64::from(u32::MAX)).contains(fp))?;
+    let kind = match data.get(2).as_f64()? as u8 {
+        0 => NewsKind::SigningIn,
+        1 => NewsKind::SignedIn,
+        2 => NewsKind::Refreshed,
+        _ => return None,
+    };
+    Some(TabMessage::Token(Announcement {
+        fingerprint: fp as u32,
+        expires_at: at as u64,
+        kind,
+    }))
 }
 
 /// The broadcast channel and the `storage` listener of one helper. Closes the
@@ -67,40 +88,25 @@ pub(crate) struct TabLink {
 
 impl TabLink {
     /// Listens to other tabs. `name` identifies the session (derived from the
-    /// storage key); `on_news` gets each message, `on_storage` each key of a
+    /// storage key); `on_news` gets each message, `on_storage` the key of each
     /// `storage` event (`None` for `localStorage.clear()`).
     pub(crate) fn open(
         name: &str,
         on_news: impl Fn(TabMessage) + 'static,
-        on_storage: impl Fn(Option<String>, bool) + 'static,
+        on_storage: impl Fn(Option<String>) + 'static,
     ) -> TabLink {
         let channel = BroadcastChannel::new(name).ok();
         let on_message = channel.as_ref().map(|c| {
             EventListener::new(c, "message", move |e| {
-                let Some(data) = e.dyn_ref::<MessageEvent>().map(|m| m.data()) else {
-                    return;
-                };
-                if data.as_string().as_deref() == Some("ended") {
-                    return on_news(TabMessage::SessionEnded);
-                }
-                if !js_sys::Array::is_array(&data) {
-                    return;
-                }
-                let data: js_sys::Array = data.unchecked_into();
-                if let (Some(at), Some(fp)) = (data.get(0).as_f64(), data.get(1).as_f64()) {
-                    if at.is_finite() && at > 0.0 {
-                        on_news(TabMessage::TokenReplaced {
-                            expires_at: at as u64,
-                            fingerprint: fp as u32,
-                        });
-                    }
+                if let Some(message) = e.dyn_ref::<MessageEvent>().and_then(|m| decode(&m.data())) {
+                    on_news(message);
                 }
             })
         });
         let on_storage = web_sys::window().map(|w| {
             EventListener::new(&w, "storage", move |e| {
                 if let Some(e) = e.dyn_ref::<StorageEvent>() {
-                    on_storage(e.key(), e.new_value().is_none());
+                    on_storage(e.key());
                 }
             })
         });
@@ -115,7 +121,7 @@ impl TabLink {
     pub(crate) fn send(&self, message: TabMessage) {
         if let Some(c) = &self.channel {
             // A closed channel throws; nothing to tell then.
-            let _ = c.post_message(&message.to_js());
+            let _ = c.post_message(&encode(message));
         }
     }
 }
@@ -160,7 +166,7 @@ impl RefreshLock {
     /// callback; asking while holding it does nothing.
     pub(crate) fn acquire(&self, granted: impl FnOnce() + 'static) {
         let waiting = {
-            let mut state = self.state.write();
+            let mut state = self.state.borrow_mut();
             match &mut *state {
                 LockState::Held { .. } => return,
                 LockState::Waiting { granted: slot } => {
@@ -185,7 +191,7 @@ impl RefreshLock {
 
     /// Lets the lock go (or gives up waiting for it).
     pub(crate) fn release(&self) {
-        let previous = std::mem::take(&mut *self.state.write());
+        let previous = std::mem::take(&mut *self.state.borrow_mut());
         if let LockState::Held {
             release: Some(release),
         } = previous
@@ -198,13 +204,13 @@ impl RefreshLock {
 /// The browser granted the lock: hold it and tell the waiter, or, if nobody
 /// waits any more, let it go at once.
 fn grant(state: &Rc<RefCell<LockState>>, release: Option<Function>) {
-    let granted = match &mut *state.write() {
+    let granted = match &mut *state.borrow_mut() {
         LockState::Waiting { granted } => granted.take(),
         _ => None,
     };
     match granted {
         Some(granted) => {
-            *state.write() = LockState::Held { release };
+            *state.borrow_mut() = LockState::Held { release };
             granted();
         }
         None => {

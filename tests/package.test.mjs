@@ -40,6 +40,8 @@ const pages = {
       import init, { CaptureSession } from "capture-session";
       await init();
       ${stored("old-token", -1000)}
+      // The helper's own entry: a backend session exists, so the expired token is refreshed.
+      localStorage.setItem("capture-session:janrainCaptureToken", "live");
       const s = CaptureSession.attach({ refreshUrl: "/capture-session/refresh", bogusKey: 1 });
       const events = [];
       for (const t of ["active", "refreshed", "warning"]) s.on(t, (d) => events.push({ t, ...d }));

@@ -134,6 +134,22 @@ fn store_token(token: &str, expires_in_ms: f64) {
         .unwrap();
 }
 
+/// The helper's own entry: a backend session exists (a start or a refresh
+/// succeeded earlier), so a missing or expired token is refreshed at start-up.
+fn mark_backend_session() {
+    storage()
+        .set_item("capture-session:janrainCaptureToken", "live")
+        .unwrap();
+}
+
+/// FNV-1a 32-bit of `token`, as 8 lowercase hex digits (contract 1.1's `replace`).
+fn fingerprint_hex(token: &str) -> String {
+    let fp = token.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{fp:08x}")
+}
+
 fn token_reply(token: &str, expires_in: u32) -> String {
     format!(
         r#"[{{"status": 200, "body": {{"accessToken": "{token}", "expiresIn": {expires_in}}}}}]"#
@@ -258,6 +274,7 @@ async fn an_expired_stored_token_is_refreshed_at_startup() {
     reset();
     install_widget("{}");
     store_token("tok-old", -60_000.0);
+    mark_backend_session();
     route(REFRESH, &token_reply("tok-new", 3600));
     let s = attach(r#""headers": {"X-CSRF-Token": "csrf-1"}, "credentials": "include""#);
     let refreshed = listen(&s, "refreshed");
@@ -268,7 +285,12 @@ async fn an_expired_stored_token_is_refreshed_at_startup() {
     assert_eq!(sent.length(), 1);
     let r = sent.get(0);
     assert_eq!(text(&r, "method").as_deref(), Some("POST"));
-    assert_eq!(text(&r, "body").as_deref(), Some("{}"));
+    // Contract 1.1: the token to replace, and that the user saw the page.
+    let body = format!(
+        r#"{{"replace":"{}","interactive":true}}"#,
+        fingerprint_hex("tok-old")
+    );
+    assert_eq!(text(&r, "body"), Some(body));
     assert_eq!(text(&r, "contentType").as_deref(), Some("application/json"));
     assert_eq!(text(&r, "marker").as_deref(), Some("1"));
     assert_eq!(text(&r, "csrf").as_deref(), Some("csrf-1"));
@@ -476,6 +498,7 @@ async fn a_save_that_failed_for_a_dead_token_refreshes() {
 async fn without_a_widget_the_helper_writes_storage_itself() {
     reset();
     store_token("tok-1", -1_000.0);
+    mark_backend_session();
     route(REFRESH, &token_reply("tok-2", 600));
     let s = attach("");
     settle(s.ready()).await.expect("ready");
@@ -587,7 +610,7 @@ async fn retry_after_is_respected() {
     let t0 = now();
     let (s, failed, result) = refresh_with(
         reply,
-        r#""retry": {"baseMs": 10, "maxMs": 20, "maxAttempts": 3}"#,
+        r#""retry": {"baseMs": 10, "maxMs": 2000, "maxAttempts": 3}"#,
     )
     .await;
     result.expect("the retry succeeds");
@@ -597,6 +620,20 @@ async fn retry_after_is_respected() {
         assert_eq!(text(&f, "reason").as_deref(), Some("throttled"));
         assert!(number(&f, "retryInMs").unwrap() >= 1000.0);
     }
+    s.detach();
+}
+
+#[wasm_bindgen_test]
+async fn retry_after_is_capped_at_retry_max_ms() {
+    let reply = r#"[{"status": 503, "headers": {"Retry-After": "86400"}, "body": {"error": "unavailable", "message": "x"}},
+                    {"status": 200, "body": {"accessToken": "tok-capped", "expiresIn": 3600}}]"#;
+    let (s, failed, result) = refresh_with(
+        reply,
+        r#""retry": {"baseMs": 10, "maxMs": 100, "maxAttempts": 3}"#,
+    )
+    .await;
+    result.expect("the retry goes after maxMs, not a day later");
+    assert_eq!(number(&failed.get(0), "retryInMs"), Some(100.0));
     s.detach();
 }
 
@@ -1018,7 +1055,9 @@ async fn a_token_another_tab_stored_is_adopted_and_its_logout_ends_here() {
         Some(http_date_in(3_600_000.0)),
     );
     storage_event_from_other_tab("janrainCaptureToken", Some("tok-other-tab".into()));
-    wait_for("the adoption", 1000, || s.state() == "active").await;
+    // Nobody announces it (that tab has no helper): adopted once the wait for
+    // an announcement is over.
+    wait_for("the adoption", 3000, || s.state() == "active").await;
     assert_eq!(text(&last(&active), "source").as_deref(), Some("tab"));
     let created = widget_calls("createCaptureSession");
     assert_eq!(
@@ -1026,10 +1065,13 @@ async fn a_token_another_tab_stored_is_adopted_and_its_logout_ends_here() {
         Some("tok-other-tab")
     );
 
+    // That tab's page logs out by removing the token (no helper there to
+    // mark it): a logout, which this tab tells the backend about.
     storage_event_from_other_tab("janrainCaptureToken", None);
     wait_for("the logout", 1000, || ended.length() == 1).await;
-    assert_eq!(text(&ended.get(0), "reason").as_deref(), Some("tab"));
+    assert_eq!(text(&ended.get(0), "reason").as_deref(), Some("logout"));
     assert_eq!(s.state(), "ended");
+    wait_for("the logout notice", 1000, || requests(END).length() == 1).await;
     s.detach();
 }
 

@@ -410,7 +410,17 @@ fn apply(w: &mut World, s: &Scenario, op: &Op) {
         }
         Op::SessionCreated(tab, widget_own) => {
             let token = if widget_own {
-                w.tabs[tab].widget_token.clone()
+                // (The widget re-reporting a token the user ended would be
+                // the page signing in with it again: not what this op means.)
+                let t = w.tabs[tab].widget_token.clone();
+                let ended = t
+                    .as_ref()
+                    .and_then(|t| w.epoch_of.get(t))
+                    .is_some_and(|e| w.ended_epochs.contains_key(e));
+                if ended {
+                    return check_public_view(w);
+                }
+                t
             } else {
                 // The page hands the widget a token of its own.
                 let t = w.mint_login("page");

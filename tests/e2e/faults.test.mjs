@@ -25,7 +25,8 @@ import {
 } from "./harness.mjs";
 
 const LIFETIME = 10; // seconds: proactive refresh ~5 s after sign-in, expiry at 10 s
-const RETRY = { base: 300, max: 1000, attempts: 4 };
+// maxMs is also the cap on a server's Retry-After (the tests below send 2 s).
+const RETRY = { base: 300, max: 2500, attempts: 4 };
 const TIMEOUT_MS = 1500;
 const QUERY = `mode=code&retryBaseMs=${RETRY.base}&retryMaxMs=${RETRY.max}&retryMaxAttempts=${RETRY.attempts}&requestTimeoutMs=${TIMEOUT_MS}`;
 

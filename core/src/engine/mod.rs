@@ -77,6 +77,9 @@ pub struct Engine {
     previous: Option<u32>,
     /// The token (fingerprint) the refresh in flight replaces, as it named it.
     replacing: Option<u32>,
+    /// Storage was seen to hold the current token (or this tab wrote it):
+    /// only then does its disappearance mean anything.
+    ours_in_storage: bool,
     /// The tokens (fingerprints) a logout here ended: the session's own, and
     /// a sign-in under way elsewhere that this tab knew of. Their news never
     /// brings the session back.
@@ -145,6 +148,7 @@ impl Engine {
             seen: Seen::default(),
             previous: None,
             replacing: None,
+            ours_in_storage: false,
             disowned: Vec::new(),
             offline: false,
             visible: true,
@@ -255,7 +259,7 @@ impl Engine {
             return;
         }
         self.observe_clock(now);
-        self.fire_due(now);
+        self.fire_due(now, true);
         self.schedule();
     }
 
@@ -299,14 +303,14 @@ impl Engine {
                 | Input::Api(ApiCall::End | ApiCall::Detach)
         );
         if !look_first {
-            self.fire_due(now);
-        } else if !matches!(
+            self.fire_due(now, true);
+        } else if matches!(
             input,
-            Input::Storage(_) | Input::LockGranted { .. } | Input::StorageFailed
+            Input::Widget(WidgetEvent::SessionEnded) | Input::Api(ApiCall::End)
         ) && self.timers.due(Timer::Adopt, now)
         {
             // A token the page handed the widget is adopted before a logout
-            // (or a login) is handled: that logout ends it too.
+            // is handled: that logout ends it too.
             self.timers.set(Timer::Adopt, None);
             self.adopt_created(now);
         }
@@ -345,7 +349,10 @@ impl Engine {
             }
         }
         if looked {
-            self.fire_due(now);
+            // Not the adoption of a token the page handed the widget: a look
+            // comes first in the task of the widget's own login event, which
+            // claims that token.
+            self.fire_due(now, false);
         }
         self.schedule();
     }
@@ -415,6 +422,7 @@ impl Engine {
     /// it already records a live session (evidence is written by the start,
     /// refresh and sign-in paths, through [`Engine::write_marker`]).
     fn write_token(&mut self, token: AccessToken, expires_at: Millis) {
+        self.ours_in_storage = true;
         self.seen.token = Some(token.clone());
         self.seen.expires_at = Some(expires_at);
         let seen = io::TokenSeen {
@@ -576,7 +584,7 @@ impl Engine {
     }
 
     /// Runs whatever the timer table says is due at `now`.
-    fn fire_due(&mut self, now: Millis) {
+    fn fire_due(&mut self, now: Millis, adopt: bool) {
         self.schedule();
         for timer in [
             Timer::KeepLock,
@@ -588,7 +596,7 @@ impl Engine {
             Timer::Refresh,
             Timer::Expiry,
         ] {
-            if !self.timers.due(timer, now) {
+            if !self.timers.due(timer, now) || (timer == Timer::Adopt && !adopt) {
                 continue;
             }
             self.timers.set(timer, None);

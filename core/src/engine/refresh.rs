@@ -501,10 +501,11 @@ impl Engine {
                 ..
             })
         );
-        if let Some(old) = self.current_token() {
-            if s.token.as_ref() != Some(old) {
+        if self.current_token() != s.token.as_ref() {
+            if let Some(old) = self.current_token() {
                 self.previous = Some(fingerprint(old.expose()));
             }
+            self.ours_in_storage = s.token.is_some() && self.seen.token == s.token;
         }
         self.state = SessionState::Active(s);
         self.recreated = false;

@@ -107,6 +107,7 @@ impl Engine {
                     let s = self.adopted_session(token, at, now, ActiveSource::Storage);
                     let expires_at = s.expires_at;
                     self.state = SessionState::Active(s);
+                    self.ours_in_storage = true;
                     self.emit(Event::Active {
                         expires_at,
                         source: ActiveSource::Storage,

@@ -49,8 +49,12 @@ impl Engine {
             return self.end(cause);
         }
         if let SessionState::Active(s) = &self.state {
+            let our_expiry = s.expires_at;
             if let Some(ours) = &s.token {
                 match &self.seen.token {
+                    // (A token never seen in storage: the widget has yet to
+                    // write it, or keeps it elsewhere.)
+                    None if !self.ours_in_storage => return,
                     None => {
                         // The token this tab holds is gone. The marker says
                         // who removed it: another tab's helper marks a logout
@@ -68,14 +72,18 @@ impl Engine {
                         return;
                     }
                     Some(seen) if seen == ours => {
+                        self.ours_in_storage = true;
                         if matches!(self.pending, Some(PendingNews::Unannounced(_))) {
                             self.drop_pending();
                         }
                         // Another tab may have stored an earlier expiry (it
                         // learnt the backend's lifetime); a later one is the
                         // widget's guess and not believed.
+                        // (Within the second an HTTP date rounds to: our own write.)
                         if let Some(at) = self.seen.expires_at {
-                            self.correct_expiry(at, false, now);
+                            if at.saturating_add(1000) <= our_expiry {
+                                self.correct_expiry(at, false, now);
+                            }
                         }
                         return;
                     }

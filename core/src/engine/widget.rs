@@ -174,8 +174,6 @@ impl Engine {
             Some(at) if at > now && at <= limit => (at, false),
             _ => (now.saturating_add(self.lifetime_ms()), true),
         };
-        self.seen.token = Some(token.clone());
-        self.seen.expires_at = widget_at;
         self.set_session(ActiveSession {
             token: Some(token.clone()),
             expires_at,
