@@ -1,26 +1,34 @@
 // Parts 2-4, in headless Chromium (playwright-core, /usr/bin/chromium) against
 // `capture-session-server --simulate` on 127.0.0.1:
-//   2. script start → `ready` with a valid stored session, BENCH_PAGE_LOADS (50)
-//      page loads, cold (a fresh browser profile per load) and warm (one tab
-//      reloaded), ESM package and script-tag file
+//   2. start-up: the page's first script → "stored session known" with a valid
+//      stored session, BENCH_PAGE_LOADS (50) page loads, warm and cold, for
+//      capture-session (ESM package and script tag) and oidc-client-ts,
+//      okta-auth-js, auth0-spa-js, msal-browser, plus the split of
+//      capture-session's time into phases (lib/startup.mjs explains how)
 //   3. helper overhead per refresh: refresh reply handed to the page →
 //      createCaptureSession called (pages/fetch-probe.js, pages/widget.js)
 //   4. tab fan-out: N = 1, 5, 10, 20 tabs at expiry, refresh requests that reach
 //      the server, tabs that got the new token, logout propagation time to the
 //      last tab
-// The benchmark's pages (bench/pages) are served at /bench/ by the browser
-// context itself, with COOP/COEP headers so that performance.now() has its
-// fine (cross-origin-isolated) resolution; everything else comes from the
-// server.
+// The server serves the helper's files (/pkg/, /dist/), and, from a tree
+// built here (--www), the benchmark's pages at /bench/ and the peers' bundles at
+// /peers/. Parts 3 and 4 additionally route /bench/ through the browser context,
+// to add COOP/COEP headers (performance.now() then has its fine,
+// cross-origin-isolated resolution); part 2 does not route anything, because
+// routing disables Chromium's HTTP cache.
+// BENCH_BROWSER_PARTS ("startup refresh fanout") picks what runs.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { BENCH_DIR, DIST_DIR, PKG_DIR, notMeasured, summarize, writePart } from "./lib/measure.mjs";
+import { BENCH_DIR, DIST_DIR, PKG_DIR, WORK_DIR, notMeasured, summarize, writePart } from "./lib/measure.mjs";
+import { measureStartup, prepareStartupFiles, seedMsalWith, startupVariants } from "./lib/startup.mjs";
 import { freePort, request, serverBinary, start, stop, waitForPort } from "./lib/procs.mjs";
 
 const PAGE_LOADS = Number(process.env.BENCH_PAGE_LOADS || 50);
 const REFRESHES = Number(process.env.BENCH_REFRESHES || 50);
 const FANOUT = (process.env.BENCH_FANOUT || "1,5,10,20").split(",").map(Number);
+const BROWSER_PARTS = (process.env.BENCH_BROWSER_PARTS || "startup refresh fanout").split(/[\s,]+/).filter(Boolean);
+const WWW_DIR = join(WORK_DIR, "www");
 const TOKEN_LIFETIME = 20; // seconds: the simulator's tokens in this part
 const REFRESH_AHEAD = 8; // seconds: the helper refreshes this long before expiry
 const PROPAGATION_WINDOW_MS = 2000; // tabs should hold the new token this soon after the refresh
@@ -58,13 +66,19 @@ async function startServer() {
   const child = start("browser-server", bin, [
     "--simulate", "--listen", `127.0.0.1:${port}`,
     "--sim-token-lifetime", String(TOKEN_LIFETIME), "--reuse-window", "0",
-    "--pkg", PKG_DIR, "--dist", DIST_DIR,
+    "--pkg", PKG_DIR, "--dist", DIST_DIR, "--www", WWW_DIR,
   ], { RUST_LOG: "warn" });
   await waitForPort(port, child);
   return { child, origin: `http://127.0.0.1:${port}` };
 }
 
-async function newContext(browser, server, storedSession) {
+/**
+ * A browser context for parts 3 and 4: /bench/ comes from the context itself,
+ * with COOP/COEP, so that the page is cross-origin isolated and performance.now()
+ * has its 5 µs resolution. (Routing turns Chromium's HTTP cache off, which does
+ * not matter for a page loaded once; part 2 routes nothing.)
+ */
+async function routedContext(browser, server) {
   const context = await browser.newContext();
   await context.route(`${server.origin}/bench/**`, (route) => {
     const name = new URL(route.request().url()).pathname.slice("/bench/".length);
@@ -81,18 +95,6 @@ async function newContext(browser, server, storedSession) {
       body: readFileSync(file),
     });
   });
-  if (storedSession) {
-    // What the Registration UI leaves in localStorage for a signed-in visitor.
-    await context.addInitScript(({ token, expires }) => {
-      if (location.pathname.startsWith("/bench/") && !sessionStorage.getItem("bench-seeded")) {
-        sessionStorage.setItem("bench-seeded", "1");
-        if (!localStorage.getItem("janrainCaptureToken")) {
-          localStorage.setItem("janrainCaptureToken", token);
-          localStorage.setItem("janrainCaptureToken_Expires", expires);
-        }
-      }
-    }, storedSession);
-  }
   return context;
 }
 
@@ -133,98 +135,34 @@ async function waitDone(page, timeout = 15000) {
 }
 
 // --- 2. Startup ---------------------------------------------------------------------
-const VARIANTS = {
-  esm: {
-    label: "ESM package",
-    url: (entry) => `/bench/startup-esm.html?entry=${encodeURIComponent(entry)}`,
-    resources: "/pkg/",
-    phases: [
-      ["import of the JS glue", (s) => s.imported - s.t0],
-      ["init(): fetch + compile + instantiate the wasm", (s) => s.initialized - s.imported],
-      ["attach() → ready", (s) => s.ready - s.initialized],
-    ],
-  },
-  script: {
-    label: "script tag",
-    url: () => "/bench/startup-script.html",
-    resources: "/dist/",
-    phases: [
-      ["script tag fetched and run (decode + compile + attach)", (s) => s.attached - s.t0],
-      ["attached → ready", (s) => s.ready - s.attached],
-    ],
-  },
-};
-
-async function startupRun(browser, server, entry, user, variant, warm) {
-  const v = VARIANTS[variant];
-  const samples = [];
-  const runs = warm ? PAGE_LOADS + 1 : PAGE_LOADS; // warm: the first load fills the cache
-  let context = null;
-  let page = null;
-  for (let i = 0; i < runs; i++) {
-    if (!warm || !context) {
-      const stored = { token: user.token, expires: new Date(Date.now() + 3600e3).toUTCString() };
-      context = await newContext(browser, server, stored);
-      page = await context.newPage();
-    }
-    await page.goto(`${server.origin}${v.url(entry)}`);
-    await waitDone(page);
-    const r = await page.evaluate((prefix) => {
-      const s = window.__bench.startup;
-      // Time inside [t0, ready] during which one of the helper's files was on the
-      // wire (from Resource Timing), overlapping intervals counted once.
-      const spans = performance
-        .getEntriesByType("resource")
-        .filter((e) => new URL(e.name).pathname.startsWith(prefix))
-        .map((e) => [Math.max(e.startTime, s.t0), Math.min(e.responseEnd, s.ready)])
-        .filter(([a, b]) => b > a)
-        .sort((x, y) => x[0] - y[0]);
-      let network = 0;
-      let until = -Infinity;
-      for (const [a, b] of spans) {
-        const from = Math.max(a, until);
-        if (b > from) network += b - from;
-        until = Math.max(until, b);
-      }
-      return { ...s, network, isolated: self.crossOriginIsolated };
-    }, v.resources);
-    if (r.state !== "active") throw new Error(`${v.label}: after ready the state was "${r.state}", not "active": the stored session was not adopted`);
-    if (!warm || i > 0) samples.push(r);
-    if (!warm) await context.close();
-  }
-  if (warm) await context.close();
-  const rows = [
-    ["script start → ready", (s) => s.ready - s.t0],
-    ["script start → ready, beyond network", (s) => s.ready - s.t0 - s.network],
-    ["  network (the helper's files on the wire)", (s) => s.network],
-    ...v.phases.map(([what, f]) => [`  ${what}`, f]),
-  ];
-  const cache = warm ? "warm cache" : "cold (new profile)";
+async function startup(browser, server, entry, user, bundles) {
+  const variants = await startupVariants({
+    origin: server.origin,
+    esmEntry: entry,
+    captureToken: user.token,
+    bundles,
+    seedMsal: (seed) => seedMsalWith(browser, server.origin, seed),
+  });
+  const results = await measureStartup(browser, variants, { loads: PAGE_LOADS, log: (m) => console.log(`browser: ${m}`) });
   return {
-    isolated: samples.every((s) => s.isolated),
-    rows: rows.map(([what, f]) => ({ variant: v.label, cache, what, ...summarize(samples.map(f)) })),
-  };
-}
-
-async function startup(browser, server, entry, user) {
-  const runs = [];
-  for (const variant of Object.keys(VARIANTS)) {
-    for (const warm of [true, false]) runs.push(await startupRun(browser, server, entry, user, variant, warm));
-  }
-  return {
-    rows: runs.flatMap((r) => r.rows),
-    crossOriginIsolated: runs.every((r) => r.isolated),
+    libraries: variants.map((v) => ({
+      id: v.id, label: v.label, api: v.api, bundleGzip: v.bundleGzip ?? null, bundleRaw: v.bundleRaw ?? null,
+      ...results[v.id],
+    })),
+    loads: PAGE_LOADS,
     note:
-      `Loaded from the server on 127.0.0.1 with no Registration UI on the page; the stored session is valid for an hour, so ready needs no backend call. ` +
-      `"warm cache": one tab reloaded ${PAGE_LOADS} times after a first load (the server sends Cache-Control: no-cache, so each load revalidates the files: 304s on the wire); "cold": a new browser profile for each of ${PAGE_LOADS} loads. ` +
-      "Marks: performance.now() at the start of the page's first script (before the helper's import or script tag) and after `await session.ready`; " +
-      "network is the part of that span during which the helper's files were being fetched (Resource Timing).",
+      "Every library from the same bench server (capture-session-server on 127.0.0.1, static files with Cache-Control: no-cache, so warm loads revalidate: 304s on the wire) on the same page setup: " +
+      "t0 is performance.now() first thing in the page's first script, before the library's import or script tag; the end is when the library has reported the stored session through its own API. " +
+      "The stored session (valid for an hour, in the library's own storage format) is in the browser profile before the load; each load is checked: the library must report that session and make no request other than fetching its own files. " +
+      `"warm": one tab per library reloaded ${PAGE_LOADS} times after a first load; "cold": a new browser profile per load; loads go round-robin over the libraries. ` +
+      "\"beyond the network\": the span minus the time one of the library's files was on the wire (Resource Timing, overlaps counted once). " +
+      "The peers are esbuild bundles (minified ESM) of the exports the page uses. The pages are not cross-origin isolated here (no routing, see bench/lib/startup.mjs), so performance.now() has 0.1 ms resolution.",
   };
 }
 
 // --- 3. Refresh overhead ------------------------------------------------------------
 async function refreshOverhead(browser, server, entry) {
-  const context = await newContext(browser, server, null);
+  const context = await routedContext(browser, server);
   try {
     const user = await signIn(server); // the simulator's tokens are short-lived here
     await startBackendSession(context, server, user);
@@ -291,7 +229,7 @@ async function nextServerRefresh(server, count, deadline) {
 }
 
 async function fanoutOne(browser, server, entry, tabs) {
-  const context = await newContext(browser, server, null);
+  const context = await routedContext(browser, server);
   try {
     // A signed-in visitor (backend session + the widget's stored token), then N tabs.
     const atStart = await serverRefreshCount(server);
@@ -423,6 +361,7 @@ if (!entry) {
 let server;
 let browser;
 try {
+  const bundles = await prepareStartupFiles(WWW_DIR).catch((e) => ({ notMeasured: e.message }));
   server = await startServer();
   browser = await chromium.launch({
     executablePath: process.env.CHROME_BIN || "/usr/bin/chromium",
@@ -430,10 +369,15 @@ try {
   });
   const user = await signIn(server);
   const out = { chromium: `Chromium ${browser.version()}`, entry };
-  if (process.env.BENCH_SKIP_STARTUP) out.startup = notMeasured("skipped (BENCH_SKIP_STARTUP)");
-  else out.startup = await guarded("startup", () => startup(browser, server, entry, user));
-  out.refreshOverhead = await guarded("refresh overhead", () => refreshOverhead(browser, server, entry));
-  out.fanout = await guarded("fan-out", () => fanout(browser, server, entry));
+  const skipped = () => notMeasured(`skipped (BENCH_BROWSER_PARTS="${BROWSER_PARTS.join(" ")}")`);
+  out.startup = BROWSER_PARTS.includes("startup")
+    ? await guarded("startup", () => {
+        if (bundles.notMeasured) throw new Error(`could not bundle the peers: ${bundles.notMeasured}`);
+        return startup(browser, server, entry, user, bundles);
+      })
+    : skipped();
+  out.refreshOverhead = BROWSER_PARTS.includes("refresh") ? await guarded("refresh overhead", () => refreshOverhead(browser, server, entry)) : skipped();
+  out.fanout = BROWSER_PARTS.includes("fanout") ? await guarded("fan-out", () => fanout(browser, server, entry)) : skipped();
   writePart("browser", out);
 } catch (e) {
   writePart("browser", notMeasured(e.message));

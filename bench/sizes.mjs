@@ -6,26 +6,15 @@
 //     main class
 //   - the floor: an empty exported function built like the helper (bench/floor, built by
 //     scripts/bench into .work/floor)
-import { existsSync, readFileSync, readdirSync, mkdirSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
-import { BENCH_DIR, DIST_DIR, PKG_DIR, ROOT, WORK_DIR, compressedSizes, filesSizes, notMeasured, writePart } from "./lib/measure.mjs";
+import { DIST_DIR, PKG_DIR, ROOT, WORK_DIR, compressedSizes, filesSizes, notMeasured, writePart } from "./lib/measure.mjs";
+import { PEERS, bundle, packageVersion } from "./lib/peers.mjs";
 
-const require = createRequire(join(BENCH_DIR, "package.json"));
-
-const COMPETITORS = [
-  { name: "oidc-client-ts", main: "UserManager" },
-  { name: "@auth0/auth0-spa-js", main: "Auth0Client" },
-  { name: "@okta/okta-auth-js", main: "OktaAuth" },
-  { name: "@azure/msal-browser", main: "PublicClientApplication" },
-];
-
-function packageVersion(name) {
-  const pj = require.resolve(`${name}/package.json`, { paths: [BENCH_DIR] });
-  return JSON.parse(readFileSync(pj, "utf8")).version;
-}
+// The order of the size table (it predates the start-up table's order).
+const COMPETITORS = ["oidc-client-ts", "@auth0/auth0-spa-js", "@okta/okta-auth-js", "@azure/msal-browser"].map((n) => PEERS.find((p) => p.name === n));
 
 /** The .wasm files a JS file names (wasm-bindgen: new URL('x_bg.wasm', import.meta.url)). */
 function wasmNamedBy(jsFile) {
@@ -74,27 +63,8 @@ async function captureSessionScriptTag() {
 }
 
 async function competitor({ name, main }) {
-  const outDir = join(WORK_DIR, "competitors");
-  mkdirSync(outDir, { recursive: true });
-  const safe = name.replace(/[@/]/g, "_");
-  const entry = join(outDir, `${safe}.entry.mjs`);
-  const line = `export { ${main} } from ${JSON.stringify(name)};`;
-  writeFileSync(entry, line + "\n");
-  const outfile = join(outDir, `${safe}.min.js`);
-  const result = await esbuild.build({
-    entryPoints: [entry],
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    outfile,
-    nodePaths: [join(BENCH_DIR, "node_modules")],
-    logLevel: "silent",
-    metafile: true,
-  });
-  const outputs = Object.keys(result.metafile.outputs).map((p) => join(process.cwd(), p));
-  const sizes = filesSizes(outputs.filter((p) => !p.endsWith(".map")));
-  return { version: packageVersion(name), import: line, raw: sizes.raw, gzip: sizes.gzip, brotli: sizes.brotli };
+  const b = await bundle(name, [main], join(WORK_DIR, "competitors"));
+  return { version: packageVersion(name), import: b.import, raw: b.raw, gzip: b.gzip, brotli: b.brotli };
 }
 
 async function floor() {

@@ -1,5 +1,7 @@
 // Small helpers shared by the benchmark parts: compressed sizes, percentiles,
-// writing one part's result file. No timing logic lives here.
+// the interval arithmetic that splits a page load into phases and network time,
+// writing one part's result file. Nothing here drives a browser or a process,
+// so bench/test/ covers all of it.
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -48,6 +50,44 @@ export function percentile(values, p) {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[rank - 1];
+}
+
+/**
+ * How long, within [from, to], at least one of the spans [start, end] was open:
+ * the union of the spans clipped to the interval, overlaps counted once. Used
+ * for "network": the time one of a library's files was on the wire.
+ */
+export function coveredMs(spans, from, to) {
+  const clipped = spans
+    .map(([a, b]) => [Math.max(a, from), Math.min(b, to)])
+    .filter(([a, b]) => b > a)
+    .sort((x, y) => x[0] - y[0]);
+  let total = 0;
+  let until = -Infinity;
+  for (const [a, b] of clipped) {
+    const start = Math.max(a, until);
+    if (b > start) total += b - start;
+    until = Math.max(until, b);
+  }
+  return total;
+}
+
+/**
+ * Splits one page load into consecutive phases. `marks` maps names to
+ * performance.now() values; `phases` lists [label, fromMark, toMark]. Each phase
+ * gets its duration, the part of it during which a file was on the wire
+ * (`spans`, as in coveredMs) and the rest ("beyond the network"). A phase whose
+ * marks are missing, or run backwards, is an error: the split would not add up.
+ */
+export function splitPhases(marks, phases, spans) {
+  return phases.map(([label, from, to]) => {
+    const a = marks[from];
+    const b = marks[to];
+    if (typeof a !== "number" || typeof b !== "number") throw new Error(`phase "${label}": mark ${typeof a !== "number" ? from : to} missing`);
+    if (b < a) throw new Error(`phase "${label}": ${to} came before ${from}`);
+    const network = coveredMs(spans, a, b);
+    return { label, ms: b - a, network, beyond: b - a - network };
+  });
 }
 
 export function summarize(values) {
