@@ -30,14 +30,12 @@
 //! let marker = SessionMarker::Live {
 //!     token: Some(TokenSeen { fingerprint: fingerprint("widget-token"), expires_at: now + 600_000 }),
 //! };
-//! engine.handle(
-//!     Input::Startup(StoredEntries {
-//!         token: Some("widget-token".into()),
-//!         expires: Some(format_http_date(now + 600_000)),
-//!         marker: Some(marker.encode()),
-//!     }),
-//!     now,
-//! );
+//! let stored = StoredEntries {
+//!     token: Some("widget-token".into()),
+//!     expires: Some(format_http_date(now + 600_000)),
+//!     marker: Some(marker.encode()),
+//! };
+//! engine.handle(Input::Startup(stored.clone()), now);
 //! assert_eq!(engine.state(), PublicState::Active);
 //! while let Some(action) = engine.poll_action() {
 //!     // Emit(Active { source: Storage, .. }), SettleReady
@@ -49,7 +47,8 @@
 //! now = engine.poll_timeout().expect("a refresh is scheduled");
 //! engine.handle_timeout(now);
 //! assert_eq!(engine.poll_action(), Some(Action::AcquireLock));
-//! engine.handle(Input::LockGranted { stored: StoredEntries::default() }, now);
+//! // (The grant comes with a look at storage: the token is still there.)
+//! engine.handle(Input::LockGranted { stored }, now);
 //! let Some(Action::Send { id, request: Request::Refresh(body) }) = engine.poll_action() else {
 //!     panic!("expected the refresh request");
 //! };
@@ -81,7 +80,12 @@
 //!     Some(Action::WriteMarker(Some(SessionMarker::Live { token: Some(seen) })))
 //! );
 //! // The other tabs learn which token it is and when it expires (never the token).
-//! let news = Announcement { fingerprint: seen.fingerprint, expires_at, kind: NewsKind::Refreshed };
+//! let news = Announcement {
+//!     fingerprint: seen.fingerprint,
+//!     expires_at,
+//!     kind: NewsKind::Refreshed,
+//!     sign_in: seen.fingerprint, // the first token this tab announced
+//! };
 //! assert_eq!(engine.poll_action(), Some(Action::Broadcast(TabMessage::Token(news))));
 //! assert_eq!(
 //!     engine.poll_action(),

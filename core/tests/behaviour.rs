@@ -143,6 +143,7 @@ fn announce(w: &mut World, i: usize, token: &str, expires_at: Millis, kind: News
             fingerprint: fingerprint(token),
             expires_at,
             kind,
+            sign_in: fingerprint(token),
         })),
     );
 }
@@ -423,6 +424,7 @@ fn a_login_event_without_uuid_warns_and_keeps_the_token() {
 fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
     let mut w = fresh_tab(code_config(true));
     let code = w.mint("code");
+    let sign_in = fingerprint(&code);
     w.input(0, code_login(&code));
     w.take(0);
     let f = w.pending(0).expect("start sent").clone();
@@ -459,7 +461,8 @@ fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
             Action::Broadcast(TabMessage::Token(Announcement {
                 fingerprint: seen.fingerprint,
                 expires_at,
-                kind: NewsKind::SignedIn
+                kind: NewsKind::SignedIn,
+                sign_in, // the sign-in is its code's
             })),
         ]
     );
@@ -614,7 +617,8 @@ fn reactive_refresh_then_create_session_then_render_screen() {
             Action::Broadcast(TabMessage::Token(Announcement {
                 fingerprint: seen.fingerprint,
                 expires_at,
-                kind: NewsKind::Refreshed
+                kind: NewsKind::Refreshed,
+                sign_in: seen.fingerprint, // the first token this tab announced
             })),
             Action::RenderScreen("editProfile".into()),
             Action::Emit(Event::Refreshed {
@@ -794,6 +798,7 @@ fn lock_grant_with_a_fresher_token_in_storage_waits_for_its_news_and_adopts_it()
             fingerprint: fingerprint("SECRET-newer"),
             expires_at: newer_at,
             kind: NewsKind::Refreshed,
+            sign_in: fingerprint("SECRET-newer"),
         })),
         now + 20,
     );
@@ -920,7 +925,7 @@ fn a_tab_granted_the_lock_after_missing_the_news_adopts_from_storage() {
     let (mut w, sender, other) = two_tabs_refreshing();
     let fresh = answer_refresh(&mut w, sender);
     // The broadcast is lost; only the storage writes arrive.
-    w.tabs[other].inbox.retain(|m| !matches!(m, Msg::Tab(_)));
+    w.tabs[other].inbox.retain(|m| !matches!(m, Msg::Tab(..)));
     w.settle();
     assert_eq!(w.tabs[other].token().as_deref(), Some("SECRET-shared"));
     w.advance(KEEP_LOCK_MS);
@@ -1225,7 +1230,14 @@ fn widget_logout_cancels_the_refresh_clears_and_tells_backend_and_tabs() {
     let actions = w.take(0);
     assert_eq!(actions[0], Action::Abort(f.id));
     assert!(actions.contains(&Action::ClearToken));
-    assert!(actions.contains(&Action::Broadcast(TabMessage::SessionEnded)));
+    assert!(
+        actions.contains(&Action::Broadcast(TabMessage::SessionEnded([
+            fingerprint("SECRET-stored"),
+            0,
+            0,
+            0
+        ])))
+    );
     assert!(actions.contains(&Action::Emit(Event::Ended {
         reason: EndReason::Logout
     })));

@@ -442,12 +442,14 @@ fn apply(w: &mut World, s: &Scenario, op: &Op) {
             w.widget_ends_session(tab);
             w.handle(tab, Input::Widget(WidgetEvent::SessionEnded));
             w.end_epochs(ended);
+            w.tabs[tab].heard_end = w.steps;
         }
         Op::ApiRefresh(tab) => w.handle(tab, Input::Api(ApiCall::Refresh)),
         Op::ApiEnd(tab) => {
             let ended = w.logout_epochs(tab);
             w.handle(tab, Input::Api(ApiCall::End));
             w.end_epochs(ended);
+            w.tabs[tab].heard_end = w.steps;
         }
         Op::Online(tab, on) => w.handle(tab, Input::Online(on)),
         Op::Visible(tab, v) => w.handle(tab, Input::Visible(v)),
@@ -976,4 +978,244 @@ fn regression_a_retry_in_the_keeping_tab_after_another_tab_logged_out() {
             Op::Deliver(0),
         ],
     });
+}
+
+/// Tab 1's refresh, sent before tab 0 logged out, is answered after: the
+/// token it brings is of the ended sign-in, and no tab may take it up.
+#[test]
+fn regression_a_refresh_answered_after_another_tab_logged_out() {
+    let s = Scenario {
+        tabs: 3,
+        mode: Mode::Token,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 1000,
+            max_ms: 4142,
+            max_attempts: 2,
+        },
+        stored: 7,
+        ops: vec![
+            Op::Deliver(0),
+            Op::ApiRefresh(2),
+            Op::Reply {
+                tab: 2,
+                outcome: Outcome::ServerError,
+                at_once: false,
+            },
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Ok(60),
+                at_once: false,
+            },
+            Op::DeliverAll,
+            Op::Login {
+                tab: 1,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::DeliverAll,
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+            Op::ApiEnd(0),
+            Op::Advance(141),
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+        ],
+    };
+    sign_in_reaches_every_tab(&s, 1);
+}
+
+/// Tab 0 logs out twice (its widget's sign-out link) while tab 1 signs in.
+#[test]
+fn regression_a_second_logout_while_another_tab_signs_in() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Token,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 0,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 1000,
+            max_ms: 1176,
+            max_attempts: 1,
+        },
+        stored: 0,
+        ops: vec![
+            Op::WidgetEnded(0),
+            Op::Login {
+                tab: 1,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::Deliver(0),
+            Op::WidgetEnded(0),
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+        ],
+    });
+}
+
+/// The page of tab 1 hands its widget a token and removes it again (a
+/// logout); then the page of tab 0 hands its widget a token of its own.
+#[test]
+fn regression_page_sessions_in_two_tabs_around_a_page_logout() {
+    run(&Scenario {
+        tabs: 2,
+        mode: Mode::Code,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 1000,
+            max_ms: 4164,
+            max_attempts: 5,
+        },
+        stored: 2,
+        ops: vec![
+            Op::SessionCreated(1, false),
+            Op::PageRemovesKeys(1),
+            Op::SessionCreated(0, false),
+            Op::Sleep(3_599_000),
+            Op::Advance(1000),
+        ],
+    });
+}
+
+/// Code mode: tab 1 logs out, tab 0 signs in, and its page removes the keys
+/// of the new session.
+#[test]
+fn regression_a_page_logout_right_after_a_code_sign_in() {
+    run(&Scenario {
+        tabs: 3,
+        mode: Mode::Code,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 300,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 0,
+            max_ms: 4685,
+            max_attempts: 5,
+        },
+        stored: 6,
+        ops: vec![
+            Op::WidgetEnded(1),
+            Op::Deliver(0),
+            Op::Login {
+                tab: 0,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::Reply {
+                tab: 0,
+                outcome: Outcome::Ok(60),
+                at_once: false,
+            },
+            Op::PageRemovesKeys(0),
+            Op::Deliver(0),
+        ],
+    });
+}
+
+/// Code mode without a client session: a throttled refresh in tab 1, a
+/// sign-in in tab 2, then a logout in tab 1.
+#[test]
+fn regression_a_logout_after_a_throttled_refresh_and_a_sign_in() {
+    let s = Scenario {
+        tabs: 3,
+        mode: Mode::Code,
+        client_session: false,
+        cross_tab: true,
+        refresh_ahead_secs: 0,
+        token_lifetime_secs: 60,
+        retry: RetryPolicy {
+            base_ms: 0,
+            max_ms: 2854,
+            max_attempts: 5,
+        },
+        stored: 1,
+        ops: vec![
+            Op::ApiRefresh(1),
+            Op::Login {
+                tab: 2,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::Deliver(1),
+            Op::Advance(1_200_000),
+            Op::Reply {
+                tab: 1,
+                outcome: Outcome::Throttled(429, 0),
+                at_once: true,
+            },
+            Op::Deliver(0),
+            Op::Reply {
+                tab: 2,
+                outcome: Outcome::Ok(60),
+                at_once: true,
+            },
+            Op::ApiEnd(1),
+        ],
+    };
+    sign_in_reaches_every_tab(&s, 2);
+}
+
+/// Sign-ins in two tabs, one of them then without storage, and a page
+/// logout in the other.
+#[test]
+fn regression_a_page_logout_seen_by_a_tab_without_storage() {
+    let s = Scenario {
+        tabs: 3,
+        mode: Mode::Token,
+        client_session: true,
+        cross_tab: true,
+        refresh_ahead_secs: 30,
+        token_lifetime_secs: 3600,
+        retry: RetryPolicy {
+            base_ms: 0,
+            max_ms: 148,
+            max_attempts: 3,
+        },
+        stored: 5,
+        ops: vec![
+            Op::Online(0, false),
+            Op::Login {
+                tab: 1,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::Login {
+                tab: 2,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::Deliver(1),
+            Op::ClockBack(2001),
+            Op::Login {
+                tab: 2,
+                one_time: false,
+                widget_expiry: None,
+            },
+            Op::StorageFailed(1),
+            Op::ApiRefresh(0),
+            Op::Deliver(0),
+            Op::PageRemovesKeys(2),
+            Op::Advance(2000),
+        ],
+    };
+    sign_in_reaches_every_tab(&s, 1);
 }

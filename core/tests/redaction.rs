@@ -123,8 +123,9 @@ fn all_actions() -> Vec<Action> {
             fingerprint: fingerprint(SECRET),
             expires_at: 1,
             kind: NewsKind::Refreshed,
+            sign_in: fingerprint(SECRET),
         })),
-        Action::Broadcast(TabMessage::SessionEnded),
+        Action::Broadcast(TabMessage::SessionEnded([fingerprint(SECRET), 0, 0, 0])),
         Action::SettleReady,
         Action::SettleRefresh(Ok(())),
     ];
@@ -176,6 +177,7 @@ fn all_inputs() -> Vec<Input> {
             fingerprint: fingerprint(SECRET),
             expires_at: 1,
             kind: NewsKind::SignedIn,
+            sign_in: fingerprint(SECRET),
         })),
         Input::Reply {
             id: RequestId(2),

@@ -18,7 +18,8 @@ impl Engine {
             || matches!(
                 self.seen.marker,
                 Some(SessionMarker::Live { .. } | SessionMarker::Ending)
-            );
+            )
+            || (matches!(cause, EndCause::Logout(_)) && self.heard.is_some());
         // The session's token, and what this tab saw of a sign-in under way
         // elsewhere, end with it: their news does not bring it back.
         self.disowned.clear();
@@ -38,7 +39,13 @@ impl Engine {
                 }
                 _ => {}
             }
+            // The latest sign-in heard of elsewhere (storage may no longer
+            // show it: the widget's sign-out link removed it first).
+            self.disowned.extend(self.heard.take());
         }
+        self.disowned.extend(self.sign_in.take());
+        self.disowned.sort_unstable();
+        self.disowned.dedup();
         self.cancel_work();
         self.render_screen = None;
         self.pending = None;
@@ -74,8 +81,18 @@ impl Engine {
         if cause.tells_backend() && had_session {
             self.begin_notice();
         }
-        if cause.tells_tabs() && had_session && self.config.cross_tab {
-            self.push(Action::Broadcast(TabMessage::SessionEnded));
+        // Another tab's end reaches a tab that announced a token of its own
+        // meanwhile (a start or refresh answered before it heard of the end):
+        // the tabs that took that news up hear of the end again, from it.
+        let announced = std::mem::take(&mut self.announced);
+        if (cause.tells_tabs() && had_session || cause == EndCause::Tab && announced)
+            && self.config.cross_tab
+        {
+            let mut ended: Disowned = [0; 4];
+            for (slot, fp) in ended.iter_mut().zip(&self.disowned) {
+                *slot = *fp;
+            }
+            self.push(Action::Broadcast(TabMessage::SessionEnded(ended)));
         }
         self.emit(Event::Ended {
             reason: cause.reason(),
@@ -90,11 +107,16 @@ impl Engine {
     pub(super) fn logout(&mut self, by: LogoutBy) {
         // (After this tab's own end, its `endCaptureSession` makes the widget
         // report a logout too: nothing is left to end then.)
+        // `session.end()` also ends a backend session whose token is gone (a
+        // marker `live` without one: this tab's token expired, another tab
+        // may have signed in since).
         let other_session = self.seen.token.is_some()
-            || matches!(
-                self.seen.marker,
-                Some(SessionMarker::Live { token: Some(_) })
-            );
+            || self.heard.is_some()
+            || match self.seen.marker {
+                Some(SessionMarker::Live { token: Some(_) }) => true,
+                Some(SessionMarker::Live { token: None }) => by == LogoutBy::Api,
+                _ => false,
+            };
         if !self.is_ended() || other_session {
             self.end(EndCause::Logout(by));
         }

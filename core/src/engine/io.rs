@@ -237,15 +237,25 @@ pub struct Announcement {
     pub expires_at: Millis,
     /// What made it.
     pub kind: NewsKind,
+    /// The sign-in the token belongs to: the fingerprint of the token (or
+    /// code) its login event brought, which a refresh keeps. A tab that
+    /// knows that sign-in ended ignores the news (a start or refresh sent
+    /// before the logout and answered after it).
+    pub sign_in: u32,
 }
+
+/// The sign-ins (fingerprints, see [`Announcement::sign_in`]) a logout ended,
+/// as a [`TabMessage::SessionEnded`] carries them; 0 for none.
+pub type Disowned = [u32; 4];
 
 /// A message between tabs of one origin (BroadcastChannel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TabMessage {
     /// A tab stored a token.
     Token(Announcement),
-    /// A tab ended the session (logout, or the backend said it is gone).
-    SessionEnded,
+    /// A tab ended the session (logout, or the backend said it is gone), and
+    /// with it these sign-ins: news of them never brings a session back.
+    SessionEnded(Disowned),
 }
 
 /// A call of the JS API.

@@ -84,6 +84,13 @@ pub struct Engine {
     /// a sign-in under way elsewhere that this tab knew of. Their news never
     /// brings the session back.
     disowned: Vec<u32>,
+    /// The sign-in the current session belongs to ([`Announcement::sign_in`]).
+    sign_in: Option<u32>,
+    /// The latest sign-in (or token) of another tab this tab heard of or saw
+    /// in storage: a logout here ends it too.
+    heard: Option<u32>,
+    /// This tab announced a token of the current session (other tabs may hold it).
+    announced: bool,
     offline: bool,
     visible: bool,
     /// The user saw the page since the last refresh went out (`interactive`).
@@ -150,6 +157,9 @@ impl Engine {
             replacing: None,
             ours_in_storage: false,
             disowned: Vec::new(),
+            sign_in: None,
+            heard: None,
+            announced: false,
             offline: false,
             visible: true,
             seen_by_user: true,
@@ -299,7 +309,7 @@ impl Engine {
                 | Input::LockGranted { .. }
                 | Input::StorageFailed
                 | Input::Widget(WidgetEvent::LoginSuccess { .. } | WidgetEvent::SessionEnded)
-                | Input::Tab(TabMessage::SessionEnded)
+                | Input::Tab(TabMessage::SessionEnded(_))
                 | Input::Api(ApiCall::End | ApiCall::Detach)
         );
         if !look_first {
@@ -485,10 +495,13 @@ impl Engine {
         } else {
             expires_at
         };
+        let sign_in = *self.sign_in.get_or_insert(fp);
+        self.announced |= kind != NewsKind::SigningIn;
         self.push(Action::Broadcast(TabMessage::Token(Announcement {
             fingerprint: fp,
             expires_at,
             kind,
+            sign_in,
         })));
     }
 

@@ -59,6 +59,10 @@ impl Engine {
             .as_deref()
             .filter(|t| is_plausible_token(t))
             .map(AccessToken::new);
+        // (An ended tab that sees a token: another tab's sign-in.)
+        if let (Some(t), true) = (&self.seen.token, self.is_ended()) {
+            self.heard = Some(fingerprint(t.expose()));
+        }
         self.seen.expires_at = match &view {
             Stored::Valid(_, at) => Some(*at),
             _ => None,

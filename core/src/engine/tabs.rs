@@ -26,12 +26,13 @@ impl Engine {
     /// the look before it saw).
     fn consider_storage(&mut self, before: &Seen, now: Millis) {
         // A token this tab is refreshing without holding it (a stored one at
-        // start-up) is gone: unless it had expired (the widget's cleanup),
+        // start-up), or the one a code-mode sign-in is replacing (its start
+        // in flight), is gone: unless it had expired (the widget's cleanup),
         // the page removed it, which is a logout.
         let refreshing = matches!(
             self.work,
             Some(Work {
-                job: Job::Refresh(_),
+                job: Job::Refresh(_) | Job::Start(_),
                 ..
             })
         );
@@ -102,7 +103,14 @@ impl Engine {
         match self.pending {
             Some(PendingNews::Announced(a)) if a.fingerprint == fp => {
                 self.drop_pending();
-                self.apply_news(Some(a.kind), token, a.expires_at, true, now);
+                self.apply_news(
+                    Some(a.sign_in),
+                    Some(a.kind),
+                    token,
+                    a.expires_at,
+                    true,
+                    now,
+                );
             }
             Some(PendingNews::SigningIn(f) | PendingNews::Unannounced(f)) if f == fp => {}
             _ => {
@@ -115,17 +123,42 @@ impl Engine {
 
     pub(super) fn on_tab_message(&mut self, message: TabMessage, now: Millis) {
         match message {
-            TabMessage::SessionEnded => {
+            TabMessage::SessionEnded(ended) => {
                 if !self.is_ended() {
                     self.end(EndCause::Tab);
                 }
+                self.disown(&ended);
             }
             TabMessage::Token(a) => self.on_announcement(a, now),
         }
     }
 
+    /// Remembers sign-ins another tab's logout ended (a few: the latest).
+    fn disown(&mut self, ended: &[u32]) {
+        for &fp in ended {
+            if fp != 0 && !self.disowned.contains(&fp) {
+                if self.disowned.len() >= 16 {
+                    self.disowned.remove(0);
+                }
+                self.disowned.push(fp);
+            }
+        }
+    }
+
     fn on_announcement(&mut self, a: Announcement, now: Millis) {
+        if self.disowned.contains(&a.sign_in) {
+            // News of a sign-in a logout ended, sent by a tab that had not
+            // heard of the logout yet: its token is disowned too.
+            self.disown(&[a.fingerprint]);
+            if self.pending_is_about(a.fingerprint) {
+                self.drop_pending();
+            }
+            return;
+        }
         let ours = self.current_token().map(|t| fingerprint(t.expose()));
+        if ours != Some(a.fingerprint) && Some(a.sign_in) != self.sign_in {
+            self.heard = Some(a.sign_in);
+        }
         if a.kind == NewsKind::SigningIn {
             // (An ended tab waits for the sign-in's `SignedIn`.)
             if ours != Some(a.fingerprint) && !self.is_ended() {
@@ -149,7 +182,7 @@ impl Engine {
         match self.seen.token.clone() {
             Some(t) if fingerprint(t.expose()) == a.fingerprint => {
                 self.drop_pending();
-                self.apply_news(Some(a.kind), t, a.expires_at, true, now);
+                self.apply_news(Some(a.sign_in), Some(a.kind), t, a.expires_at, true, now);
             }
             _ => {
                 // Our copy of storage has not caught up yet.
@@ -189,7 +222,7 @@ impl Engine {
                 };
                 if let (Some(token), Some(at)) = (self.seen.token.clone(), self.seen.expires_at) {
                     if fingerprint(token.expose()) == fp && at > now {
-                        self.apply_news(kind, token, at, false, now);
+                        self.apply_news(None, kind, token, at, false, now);
                     }
                 }
             }
@@ -214,6 +247,7 @@ impl Engine {
     /// announcing tab's exact expiry rather than storage's.
     fn apply_news(
         &mut self,
+        sign_in: Option<u32>,
         kind: Option<NewsKind>,
         token: AccessToken,
         at: Millis,
@@ -246,6 +280,8 @@ impl Engine {
             return;
         }
         if kind != Some(NewsKind::Refreshed) {
+            self.sign_in = Some(sign_in.unwrap_or_else(|| fingerprint(token.expose())));
+            self.heard = None;
             // A sign-in elsewhere supersedes what this tab was doing for the
             // session before it (a start, or a refresh whose token would
             // belong to the old session).
@@ -385,7 +421,14 @@ impl Engine {
                 match self.pending {
                     Some(PendingNews::Announced(a)) if a.fingerprint == fp => {
                         self.drop_pending();
-                        self.apply_news(Some(a.kind), token, a.expires_at, true, now);
+                        self.apply_news(
+                            Some(a.sign_in),
+                            Some(a.kind),
+                            token,
+                            a.expires_at,
+                            true,
+                            now,
+                        );
                     }
                     _ => {
                         // Hold the lock until its news comes (or the wait ends).

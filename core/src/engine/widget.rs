@@ -90,6 +90,7 @@ impl Engine {
         // A sign-in of the page's own supersedes what was under way for the
         // session before it.
         self.supersede_work();
+        self.sign_in = Some(fingerprint(token.expose()));
         let expires_at = now.saturating_add(self.lifetime_ms());
         self.set_session(ActiveSession {
             token: Some(token.clone()),
@@ -132,6 +133,7 @@ impl Engine {
     /// A new login supersedes whatever was under way.
     fn begin_login(&mut self) {
         self.disowned.clear();
+        self.heard = None;
         self.cancel_work();
         self.render_screen = None;
         self.recreated = false;
@@ -164,6 +166,7 @@ impl Engine {
             self.drop_pending(); // storage showed it: it is this sign-in's
         }
         self.begin_login();
+        self.sign_in = Some(fingerprint(token.expose()));
         // The widget stored the token with its own idea of the expiry
         // (`accessTokenLifeHours`): believed only up to the configured lifetime.
         let widget_at = widget_expires.as_deref().and_then(|e| self.parse_expiry(e));
@@ -246,6 +249,7 @@ impl Engine {
             return;
         };
         self.begin_login();
+        self.sign_in = Some(fingerprint(code.expose()));
         self.state = SessionState::NoSession;
         if self.logout_pending() {
             self.begin_notice(); // the start waits for it

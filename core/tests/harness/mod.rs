@@ -9,6 +9,10 @@
 //! queued for the old page are lost). The world executes every action the
 //! engines emit and checks, as it goes, the invariants that must hold in
 //! every interleaving.
+//!
+//! `HARNESS_TRACE=1 cargo test -p capture-session-core --test properties NAME`
+//! prints every input and action of a run (tokens redacted, as always), which
+//! is how a shrunk proptest case is read.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -34,8 +38,8 @@ pub enum Msg {
     /// The lock was granted; the tab's copy of storage is read at delivery time.
     LockGranted,
     /// Another tab's BroadcastChannel message; the tab looks at its copy of
-    /// storage first (as the browser layer does).
-    Tab(TabMessage),
+    /// storage first (as the browser layer does). With the step it was sent at.
+    Tab(TabMessage, u64),
     /// Another tab's storage write (made at this time) reaches this tab's
     /// copy of storage (a `storage` event: the tab looks).
     StorageSync(Millis),
@@ -73,6 +77,10 @@ pub struct Tab {
     pub answering: Option<u32>,
     /// The widget's `start()` is held.
     pub start_held: bool,
+    /// This tab knows of the ends up to this step: another tab's news of an
+    /// end sent then, or a logout of its own. (An `ending` marker does not
+    /// count: it does not say which logout it stands for.)
+    pub heard_end: u64,
     /// Page loads of this tab (0 for the first).
     pub loads: u32,
     /// The storage version this tab last looked at (or wrote).
@@ -128,7 +136,7 @@ pub struct World {
     /// when (a step count).
     pub ended_epochs: BTreeMap<u32, u64>,
     /// When each sign-in (token fingerprint) was last announced to other tabs.
-    pub signed_in_news: BTreeMap<u32, u64>,
+    pub signed_in_news: BTreeMap<u32, (u64, u64)>,
     /// Counts steps (inputs handled).
     pub steps: u64,
     /// A tab reloaded after a logout: the messages its old page had still
@@ -145,6 +153,11 @@ pub struct World {
     /// world-wide check of invariant 7 is off from then on (the per-tab
     /// checks stay).
     pub wrote_over_page_logout: bool,
+    /// A page removed the keys (tab, storage version) and its helper has yet
+    /// to look: a write by anyone before it does hides that logout from it
+    /// (it sees one token replaced by another), which also counts as
+    /// writing over the logout.
+    pub unseen_page_logout: Option<(usize, u64)>,
 }
 
 /// A 200 reply with `accessToken` and `expiresIn`.
@@ -219,6 +232,7 @@ impl Tab {
             replacing: None,
             answering: None,
             start_held: false,
+            heard_end: 0,
             loads,
             looked: 0,
             held: BTreeSet::new(),
@@ -277,6 +291,7 @@ impl World {
             reloaded_after_logout: false,
             storage_version: 0,
             wrote_over_page_logout: false,
+            unseen_page_logout: None,
         }
     }
 
@@ -315,6 +330,11 @@ impl World {
     ) {
         let mut entries = self.storage.clone();
         change(&mut entries);
+        if let Some((t, v)) = self.unseen_page_logout {
+            if self.tabs[t].looked < v && entries != self.storage {
+                self.wrote_over_page_logout = true;
+            }
+        }
         if entries == self.storage {
             // Nothing changes for anyone; the writer's copy holds what it wrote.
             self.tabs[i].lagging.clear();
@@ -469,7 +489,14 @@ impl World {
                 let stored = self.view(i);
                 self.handle(i, Input::Startup(stored));
             }
-            Msg::Tab(message) => self.handle(i, Input::Tab(message)),
+            Msg::Tab(message, sent) => {
+                if let TabMessage::SessionEnded(_) = message {
+                    // Whatever ended before this news was sent, the tab
+                    // knows of now: its session ends with it.
+                    self.tabs[i].heard_end = self.tabs[i].heard_end.max(sent);
+                }
+                self.handle(i, Input::Tab(message))
+            }
         }
         true
     }
@@ -606,6 +633,23 @@ impl World {
                 tab.answering = tab.replacing.take().map(|(_, old)| old);
             }
         }
+        if std::env::var_os("HARNESS_TRACE").is_some() {
+            let fp = |v: &StoredEntries| v.token.as_deref().map(fingerprint);
+            match &input {
+                Input::Startup(v) | Input::Storage(v) | Input::LockGranted { stored: v } => {
+                    eprintln!("[{now}] tab {i} <- {input:?} token fp {:?}", fp(v))
+                }
+                Input::Widget(WidgetEvent::SessionCreated {
+                    access_token: Some(t),
+                }) => {
+                    eprintln!(
+                        "[{now}] tab {i} <- SessionCreated fp {}",
+                        fingerprint(t.expose())
+                    )
+                }
+                _ => eprintln!("[{now}] tab {i} <- {input:?}"),
+            }
+        }
         tab.engine.handle(input, now);
         if let Some(t) = tab.token() {
             tab.held.insert(t);
@@ -643,6 +687,9 @@ impl World {
         let pre_valid = self.valid_before(i);
         let was_ended = self.tabs[i].ended_by_someone();
         let own_token = self.tabs[i].token();
+        if std::env::var_os("HARNESS_TRACE").is_some() {
+            eprintln!("[{now}] tab {i} <- timeout");
+        }
         self.tabs[i].engine.handle_timeout(now);
         let cleared = self.drain(i);
         self.check_after(i, pre_valid, cleared, false);
@@ -665,7 +712,10 @@ impl World {
     }
 
     /// Invariant 7, one tab: a session someone ended comes back only with a
-    /// token of a sign-in nobody ended.
+    /// token of a sign-in nobody ended. (A sign-in concurrent with the
+    /// logout, whose news its tab sent before it heard of the logout, may
+    /// be adopted for as long as that news travels: the sender ends when it
+    /// hears, and tells every tab again.)
     fn check_revival(&self, i: usize, was_ended: bool, before: Option<String>) {
         let tab = &self.tabs[i];
         if !was_ended {
@@ -679,10 +729,11 @@ impl World {
                 let news = self.signed_in_news.get(&fingerprint(&token)).copied();
                 let ended = epoch
                     .and_then(|e| self.ended_epochs.get(&e))
-                    .is_some_and(|&at| news.is_none_or(|sent| sent > at));
+                    .is_some_and(|&at| news.is_none_or(|n| sent_knowing_the_end(n, at)));
                 assert!(
                     !ended,
-                    "tab {i}: an ended session came back with a token of sign-in {epoch:?}, which the user ended; actions: {:?}",
+                    "tab {i}: an ended session came back with a token of sign-in {epoch:?}, which the user ended (at step {:?}; its news: {news:?}); actions: {:?}",
+                    epoch.and_then(|e| self.ended_epochs.get(&e)),
                     tab.actions
                 );
             }
@@ -849,6 +900,7 @@ impl World {
             s.token = None;
             s.expires = None;
         });
+        self.unseen_page_logout = Some((i, self.storage_version));
     }
 
     /// Executes tab `i`'s pending actions; returns whether storage was cleared.
@@ -870,7 +922,7 @@ impl World {
                     let news = self.signed_in_news.get(&fingerprint(t.expose())).copied();
                     let ended = epoch
                         .and_then(|e| self.ended_epochs.get(&e))
-                        .is_some_and(|&at| news.is_none_or(|sent| sent > at));
+                        .is_some_and(|&at| news.is_none_or(|n| sent_knowing_the_end(n, at)));
                     assert!(
                         !ended,
                         "tab {i}: {action:?} of an ended sign-in after the session ended"
@@ -886,6 +938,9 @@ impl World {
                     ),
                     "tab {i}: {action:?} after the session ended"
                 );
+            }
+            if std::env::var_os("HARNESS_TRACE").is_some() {
+                eprintln!("        tab {i} -> {action:?}");
             }
             self.tabs[i].actions.push(action.clone());
             self.tabs[i].fresh.push(action.clone());
@@ -989,11 +1044,12 @@ impl World {
                         ..
                     }) = message
                     {
-                        self.signed_in_news.insert(fingerprint, self.steps);
+                        self.signed_in_news
+                            .insert(fingerprint, (self.steps, self.tabs[i].heard_end));
                     }
                     for j in 0..self.tabs.len() {
                         if j != i {
-                            self.tabs[j].inbox.push_back(Msg::Tab(message));
+                            self.tabs[j].inbox.push_back(Msg::Tab(message, self.steps));
                         }
                     }
                 }
@@ -1270,4 +1326,11 @@ pub fn is_transient(outcome: &ReplyOutcome) -> bool {
 /// Reads a stored expiry as the harness writes it.
 pub fn stored_expiry(s: &StoredEntries) -> Option<Millis> {
     s.expires.as_deref().and_then(parse_http_date)
+}
+
+/// Whether news of a sign-in, `(sent, heard_end)` (when it was sent, when its
+/// sender last heard of an end), came after an end at step `at` and from a
+/// tab that knew of that end.
+fn sent_knowing_the_end((sent, heard_end): (u64, u64), at: u64) -> bool {
+    sent > at && heard_end >= at
 }
