@@ -1,4 +1,4 @@
-//! The JavaScript API (CONTRACT.md section 1): everything `#[wasm_bindgen]`
+//! The JavaScript API (docs/api.md): everything `#[wasm_bindgen]`
 //! lives here. `CaptureSession.attach(config)` reads and validates the config,
 //! starts a [`Session`], and turns the engine's events and settlements into
 //! callbacks, window `CustomEvent`s and promises.
@@ -6,40 +6,53 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
-use capture_session_core::config::{ConfigError, ConfigProblem, RawConfig};
 use capture_session_core::engine::{ApiCall, ApiError, Event};
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::{Function, Object, Promise, Reflect};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{CustomEvent, CustomEventInit, RequestCredentials};
+use web_sys::{CustomEvent, CustomEventInit};
 
 use crate::backend::RequestSettings;
 use crate::error::Error;
 use crate::js;
+use crate::options;
 use crate::session::{ApiSink, Session};
-use crate::widget;
 
-/// The keys `attach` knows; any other is reported with a `warning` event.
-const KNOWN_KEYS: [&str; 15] = [
-    "refreshUrl",
-    "startUrl",
-    "endUrl",
-    "mode",
-    "clientSession",
-    "refreshAheadSeconds",
-    "tokenLifetimeSeconds",
-    "requestTimeoutMs",
-    "retry",
-    "headers",
-    "credentials",
-    "allowedOrigins",
-    "crossTab",
-    "rerenderOnRefresh",
-    "storageKey",
+/// The events of `session.on(type, fn)` (and of the window's
+/// `capture-session:<type>` events).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventType {
+    Active,
+    Refreshed,
+    RefreshFailed,
+    Ended,
+    Warning,
+}
+
+/// How the page spells each [`EventType`].
+const EVENT_TYPES: [(&str, EventType); 5] = [
+    ("active", EventType::Active),
+    ("refreshed", EventType::Refreshed),
+    ("refresh-failed", EventType::RefreshFailed),
+    ("ended", EventType::Ended),
+    ("warning", EventType::Warning),
 ];
 
-/// Event types of `session.on(type, fn)`.
-const EVENT_TYPES: [&str; 5] = ["active", "refreshed", "refresh-failed", "ended", "warning"];
+impl EventType {
+    fn name(self) -> &'static str {
+        EVENT_TYPES
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("", |(name, _)| name)
+    }
+    fn parse(name: &str) -> Option<&'static str> {
+        EVENT_TYPES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, _)| *n)
+    }
+}
 
 /// A JS `Error` with a stable `code` property.
 fn to_js(error: &Error) -> JsValue {
@@ -52,54 +65,89 @@ fn to_js(error: &Error) -> JsValue {
     e.into()
 }
 
-fn config_error(field: &'static str) -> Error {
-    Error::Config(ConfigError::new(field, ConfigProblem::WrongType))
+/// The detail of an event (serialized with serde-wasm-bindgen into a plain
+/// object; it never holds a token).
+#[derive(Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum Detail {
+    Active {
+        expires_at: f64,
+        source: &'static str,
+    },
+    Refreshed {
+        expires_at: f64,
+        trigger: &'static str,
+    },
+    RefreshFailed {
+        attempt: u32,
+        /// `null` when the helper gives up.
+        retry_in_ms: Option<f64>,
+        reason: &'static str,
+    },
+    Ended {
+        reason: &'static str,
+    },
+    Warning {
+        code: &'static str,
+        message: String,
+    },
 }
 
-/// An event as `(type, detail)`; the detail never holds a token.
-fn describe(event: &Event) -> (&'static str, Object) {
-    let detail = Object::new();
-    let set = |key: &str, value: JsValue| {
-        let _ = Reflect::set(&detail, &JsValue::from_str(key), &value);
-    };
-    let kind = match event {
-        Event::Active { expires_at, source } => {
-            set("expiresAt", JsValue::from_f64(*expires_at as f64));
-            set("source", JsValue::from_str(source.as_str()));
-            EVENT_TYPES[0]
-        }
+/// An event as `(type, detail)`.
+fn describe(event: &Event) -> (&'static str, JsValue) {
+    let (kind, detail) = match event {
+        Event::Active { expires_at, source } => (
+            EventType::Active,
+            Detail::Active {
+                expires_at: *expires_at as f64,
+                source: source.as_str(),
+            },
+        ),
         Event::Refreshed {
             expires_at,
             trigger,
-        } => {
-            set("expiresAt", JsValue::from_f64(*expires_at as f64));
-            set("trigger", JsValue::from_str(trigger.as_str()));
-            EVENT_TYPES[1]
-        }
+        } => (
+            EventType::Refreshed,
+            Detail::Refreshed {
+                expires_at: *expires_at as f64,
+                trigger: trigger.as_str(),
+            },
+        ),
         Event::RefreshFailed {
             attempt,
             retry_in_ms,
             reason,
-        } => {
-            set("attempt", JsValue::from_f64(f64::from(*attempt)));
-            set(
-                "retryInMs",
-                retry_in_ms.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64)),
-            );
-            set("reason", JsValue::from_str(reason.as_str()));
-            EVENT_TYPES[2]
-        }
-        Event::Ended { reason } => {
-            set("reason", JsValue::from_str(reason.as_str()));
-            EVENT_TYPES[3]
-        }
-        Event::Warning { code, message } => {
-            set("code", JsValue::from_str(code.as_str()));
-            set("message", JsValue::from_str(message));
-            EVENT_TYPES[4]
-        }
+        } => (
+            EventType::RefreshFailed,
+            Detail::RefreshFailed {
+                attempt: *attempt,
+                retry_in_ms: retry_in_ms.map(|ms| ms as f64),
+                reason: reason.as_str(),
+            },
+        ),
+        Event::Ended { reason } => (
+            EventType::Ended,
+            Detail::Ended {
+                reason: reason.as_str(),
+            },
+        ),
+        Event::Warning { code, message } => (
+            EventType::Warning,
+            Detail::Warning {
+                code: code.as_str(),
+                message: String::from(*message),
+            },
+        ),
     };
-    (kind, detail)
+    (kind.name(), to_object(&detail))
+}
+
+/// A detail as a plain object (`None` as `null`).
+fn to_object(detail: &Detail) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_missing_as_null(true);
+    detail
+        .serialize(&serializer)
+        .unwrap_or_else(|_| Object::new().into())
 }
 
 /// Reports an exception thrown by a page callback without breaking the helper
@@ -121,7 +169,7 @@ struct ApiState {
     /// `(resolve, reject)` of pending `refresh()` promises.
     refreshes: RefCell<Vec<(Function, Function)>>,
     /// Events raised inside `attach`, delivered once the page can subscribe.
-    deferred: RefCell<Option<Vec<(&'static str, Object)>>>,
+    deferred: RefCell<Option<Vec<(&'static str, JsValue)>>>,
 }
 
 impl ApiState {
@@ -138,7 +186,7 @@ impl ApiState {
         })
     }
 
-    fn deliver(&self, kind: &'static str, detail: &Object) {
+    fn deliver(&self, kind: &'static str, detail: &JsValue) {
         let listeners: Vec<Function> = self
             .listeners
             .borrow()
@@ -163,7 +211,7 @@ impl ApiState {
         }
     }
 
-    fn raise(&self, kind: &'static str, detail: Object) {
+    fn raise(&self, kind: &'static str, detail: JsValue) {
         if let Some(deferred) = self.deferred.borrow_mut().as_mut() {
             deferred.push((kind, detail));
             return;
@@ -203,147 +251,7 @@ impl ApiSink for ApiState {
     }
 }
 
-/// The configuration as read from the JS object, before the engine validates it.
-struct ReadConfig {
-    raw: RawConfig,
-    allowed_origins: Vec<String>,
-    requests: RequestSettings,
-    unknown_keys: Vec<String>,
-}
-
-fn read_string(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<String>, Error> {
-    let v = js::own(cfg, key);
-    if v.is_undefined() || v.is_null() {
-        Ok(None)
-    } else {
-        v.as_string().map(Some).ok_or_else(|| config_error(field))
-    }
-}
-
-fn read_number(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<f64>, Error> {
-    let v = js::own(cfg, key);
-    if v.is_undefined() || v.is_null() {
-        Ok(None)
-    } else {
-        v.as_f64().map(Some).ok_or_else(|| config_error(field))
-    }
-}
-
-fn read_bool(cfg: &JsValue, key: &str, field: &'static str) -> Result<Option<bool>, Error> {
-    let v = js::own(cfg, key);
-    if v.is_undefined() || v.is_null() {
-        Ok(None)
-    } else {
-        v.as_bool().map(Some).ok_or_else(|| config_error(field))
-    }
-}
-
-/// A URL resolved against the page (`new URL(x, location.href).href`); the raw
-/// string if it does not resolve (the engine then rejects it by name).
-fn read_url(cfg: &JsValue, key: &'static str, base: &str) -> Result<Option<String>, Error> {
-    Ok(read_string(cfg, key, key)?.map(|raw| {
-        web_sys::Url::new_with_base(&raw, base)
-            .map(|u| u.href())
-            .unwrap_or(raw)
-    }))
-}
-
-// Not inlined into the attach shim: measured 5 KiB gzip smaller (with
-// `Session::start` likewise).
-#[inline(never)]
-fn read_config(cfg: &JsValue, base: &str) -> Result<ReadConfig, Error> {
-    if !cfg.is_object() {
-        return Err(Error::Config(ConfigError::new(
-            "refreshUrl",
-            ConfigProblem::Missing,
-        )));
-    }
-    let unknown_keys = Object::keys(cfg.unchecked_ref::<Object>())
-        .iter()
-        .filter_map(|k| k.as_string())
-        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
-        .collect();
-
-    let retry = js::own(cfg, "retry");
-    if !(retry.is_undefined() || retry.is_null() || retry.is_object()) {
-        return Err(config_error("retry"));
-    }
-    let mode = match read_string(cfg, "mode", "mode")? {
-        Some(m) => Some(m),
-        None => widget::configured_mode().map(|m| String::from(m.as_str())),
-    };
-    let raw = RawConfig {
-        refresh_url: read_url(cfg, "refreshUrl", base)?,
-        start_url: read_url(cfg, "startUrl", base)?,
-        end_url: read_url(cfg, "endUrl", base)?,
-        mode,
-        client_session: read_bool(cfg, "clientSession", "clientSession")?,
-        refresh_ahead_secs: read_number(cfg, "refreshAheadSeconds", "refreshAheadSeconds")?,
-        token_lifetime_secs: read_number(cfg, "tokenLifetimeSeconds", "tokenLifetimeSeconds")?,
-        request_timeout_ms: read_number(cfg, "requestTimeoutMs", "requestTimeoutMs")?,
-        retry_base_ms: read_number(&retry, "baseMs", "retry.baseMs")?,
-        retry_max_ms: read_number(&retry, "maxMs", "retry.maxMs")?,
-        retry_max_attempts: read_number(&retry, "maxAttempts", "retry.maxAttempts")?,
-        cross_tab: read_bool(cfg, "crossTab", "crossTab")?,
-        rerender_on_refresh: read_bool(cfg, "rerenderOnRefresh", "rerenderOnRefresh")?,
-        storage_key: read_string(cfg, "storageKey", "storageKey")?,
-    };
-
-    let credentials = match read_string(cfg, "credentials", "credentials")?.as_deref() {
-        None | Some("same-origin") => RequestCredentials::SameOrigin,
-        Some("include") => RequestCredentials::Include,
-        Some("omit") => RequestCredentials::Omit,
-        Some(_) => return Err(config_error("credentials")),
-    };
-
-    let headers = js::own(cfg, "headers");
-    let mut header_list = Vec::new();
-    if !(headers.is_undefined() || headers.is_null()) {
-        if !headers.is_object() || Array::is_array(&headers) {
-            return Err(config_error("headers"));
-        }
-        let probe = web_sys::Headers::new().map_err(|_| config_error("headers"))?;
-        for name in Object::keys(headers.unchecked_ref::<Object>()).iter() {
-            let name = name.as_string().ok_or_else(|| config_error("headers"))?;
-            let value = js::own(&headers, &name)
-                .as_string()
-                .ok_or_else(|| config_error("headers"))?;
-            // An invalid header name or value is refused now, not at the first refresh.
-            probe
-                .set(&name, &value)
-                .map_err(|_| config_error("headers"))?;
-            header_list.push((name, value));
-        }
-    }
-
-    let origins = js::own(cfg, "allowedOrigins");
-    let mut allowed_origins = Vec::new();
-    if !(origins.is_undefined() || origins.is_null()) {
-        if !Array::is_array(&origins) {
-            return Err(config_error("allowedOrigins"));
-        }
-        for o in Array::from(&origins).iter() {
-            allowed_origins.push(
-                o.as_string()
-                    .ok_or_else(|| config_error("allowedOrigins"))?,
-            );
-        }
-    }
-
-    Ok(ReadConfig {
-        raw,
-        allowed_origins,
-        requests: RequestSettings {
-            headers: header_list,
-            credentials,
-            // Replaced by the validated value.
-            timeout_ms: 0,
-        },
-        unknown_keys,
-    })
-}
-
-/// One attached helper (CONTRACT.md section 1).
+/// One attached helper (docs/api.md).
 #[wasm_bindgen]
 pub struct CaptureSession {
     session: Session,
@@ -368,7 +276,7 @@ impl CaptureSession {
             ))?;
         let href = location.href().unwrap_or_default();
         let origin = location.origin().unwrap_or_default();
-        let read = read_config(config, &href)?;
+        let read = options::read(config, &href)?;
         let validated = read.raw.validate(&origin, &read.allowed_origins)?;
         let requests = RequestSettings {
             timeout_ms: validated.request_timeout_ms,
@@ -379,10 +287,11 @@ impl CaptureSession {
         for key in read.unknown_keys {
             let mut message = String::from("capture-session: unknown configuration key ignored: ");
             message.extend(key.chars().take(64));
-            let detail = Object::new();
-            let _ = Reflect::set(&detail, &"code".into(), &"config_unknown_key".into());
-            let _ = Reflect::set(&detail, &"message".into(), &message.into());
-            api.raise(EVENT_TYPES[4], detail);
+            let detail = Detail::Warning {
+                code: "config_unknown_key",
+                message,
+            };
+            api.raise(EventType::Warning.name(), to_object(&detail));
         }
         // Events raised while attaching reach listeners added right after
         // `attach` returns (and window listeners) in the next microtask.
@@ -441,7 +350,7 @@ impl CaptureSession {
     /// Calls `listener(detail)` for each event of `type`; returns a function
     /// that unsubscribes.
     pub fn on(&self, kind: &str, listener: JsValue) -> Result<Function, JsValue> {
-        let Some(kind) = EVENT_TYPES.iter().copied().find(|k| *k == kind) else {
+        let Some(kind) = EventType::parse(kind) else {
             return Err(to_js(&Error::InvalidArgument(
                 "unknown event type (active, refreshed, refresh-failed, ended, warning)",
             )));

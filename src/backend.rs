@@ -1,20 +1,22 @@
 //! Where a refresh, start or end request gets sent: a JSON `POST` with the
-//! contract's headers (CONTRACT.md section 2), a real timeout through an
-//! `AbortController`, and replies capped at 16 KiB.
-//!
-//! Raw `web_sys` fetch rather than `gloo-net`: gloo-net's request builder costs
-//! about 2.9 KiB gzip (it formats internally, see `shared/size-notes.md`) and
-//! its JSON helpers need `serde_json`; the calls below are the few it would
-//! make.
+//! contract's headers (`docs/backend-contract.md`), built and sent with
+//! gloo-net (`gloo_net::http::Request`), a real timeout through an
+//! `AbortController`, `redirect: "error"`, `keepalive` for the logout notice,
+//! and replies capped at 16 KiB. Replies are read as text, parsed with
+//! `JSON.parse` and read into the core's wire types with serde-wasm-bindgen
+//! (no `serde_json` in the wasm: gloo-net's `json()` would bring it).
 
 use std::cell::Cell;
 use std::rc::Rc;
 
 use capture_session_core::engine::ReplyOutcome;
-use capture_session_core::wire::{HEADER_NAME, HEADER_VALUE, MAX_BODY_BYTES};
+use capture_session_core::wire::{
+    RawErrorReply, RawTokenReply, HEADER_NAME, HEADER_VALUE, MAX_BODY_BYTES,
+};
+use gloo_net::http::{Headers, Request, Response};
 use gloo_timers::callback::Timeout;
-use wasm_bindgen::JsCast;
-use web_sys::{AbortController, Headers, RequestCredentials, RequestInit, Response};
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{AbortController, RequestCache, RequestCredentials, RequestInit, RequestRedirect};
 
 use crate::js;
 
@@ -66,29 +68,37 @@ pub(crate) fn post(
 ) -> InFlight {
     let controller = AbortController::new().ok();
     let timed_out = Rc::new(Cell::new(false));
+    let signal = controller.as_ref().map(AbortController::signal);
+    // The request is made with web-sys and sent with gloo-net: gloo-net's
+    // builder would add about 2.9 KiB gzip of its own (URL and query
+    // handling, formatting) for options set here directly, and it has no
+    // `keepalive`.
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_body(&body.into());
     init.set_credentials(settings.credentials);
-    init.set_cache(web_sys::RequestCache::NoStore);
+    init.set_cache(RequestCache::NoStore);
     // A redirect is a failed request: a 307 must not replay the body (a
     // token, a code) to another URL.
-    init.set_redirect(web_sys::RequestRedirect::Error);
+    init.set_redirect(RequestRedirect::Error);
+    init.set_signal(signal.as_ref());
     if keepalive {
-        // Not in web-sys' RequestInit: set the plain dictionary member.
+        // The logout notice must outlive the page (not in web-sys' RequestInit:
+        // the plain dictionary member).
         js::set_flag(&init, "keepalive", true);
     }
-    if let Ok(headers) = Headers::new() {
-        for (name, value) in &settings.headers {
-            // Validated at attach; a failure here cannot happen, and would only drop the header.
-            let _ = headers.set(name, value);
-        }
-        let _ = headers.set("Content-Type", "application/json");
-        let _ = headers.set(HEADER_NAME, HEADER_VALUE);
-        init.set_headers(&headers);
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json");
+    headers.set(HEADER_NAME, HEADER_VALUE);
+    for (name, value) in &settings.headers {
+        // Validated at attach (an invalid one would throw here).
+        headers.set(name, value);
     }
+    init.set_headers(&headers.into_raw());
+    let request = web_sys::Request::new_with_str_and_init(url, &init)
+        .ok()
+        .map(Request::from);
     let timeout = controller.as_ref().map(|c| {
-        init.set_signal(Some(&c.signal()));
         let c = c.clone();
         let timed_out = timed_out.clone();
         let ms = settings.timeout_ms.min(i32::MAX as u64) as u32;
@@ -100,6 +110,7 @@ pub(crate) fn post(
             }),
         )
     });
+    let abort = controller.clone();
     let failed = move || {
         if timed_out.get() {
             ReplyOutcome::Timeout
@@ -107,19 +118,17 @@ pub(crate) fn post(
             ReplyOutcome::Network
         }
     };
-    match js::fetch(url, &init) {
-        Ok(promise) => {
-            let abort = controller.clone();
-            js::when_settled(&promise, move |response| {
-                match response.ok().and_then(|r| r.dyn_into::<Response>().ok()) {
-                    Some(response) => read_reply(&response, abort.as_ref(), failed, on_reply),
-                    None => on_reply(failed()),
-                }
-            });
-        }
-        // Still answered asynchronously, like every other outcome.
-        Err(_) => js::soon(move || on_reply(ReplyOutcome::Network)),
-    }
+    spawn_local(async move {
+        let outcome = match request {
+            Some(request) => match request.send().await {
+                Ok(response) => read_reply(response, abort.as_ref(), failed).await,
+                Err(_) => failed(),
+            },
+            // (Still answered asynchronously, like every other outcome.)
+            None => ReplyOutcome::Network,
+        };
+        on_reply(outcome);
+    });
     InFlight {
         controller,
         keepalive,
@@ -128,23 +137,18 @@ pub(crate) fn post(
 }
 
 /// Reads the status, headers and (capped) body of a reply.
-fn read_reply(
-    response: &Response,
+async fn read_reply(
+    response: Response,
     controller: Option<&AbortController>,
-    failed: impl FnOnce() -> ReplyOutcome + 'static,
-    on_reply: impl FnOnce(ReplyOutcome) + 'static,
-) {
+    failed: impl FnOnce() -> ReplyOutcome,
+) -> ReplyOutcome {
     let status = response.status();
     let headers = response.headers();
     let retry_after_ms = headers
         .get("Retry-After")
-        .ok()
-        .flatten()
         .and_then(|v| parse_retry_after(&v, js_sys::Date::now()));
     let declared_too_big = headers
         .get("Content-Length")
-        .ok()
-        .flatten()
         .and_then(|v| whole_number(&v))
         .is_some_and(|n| n > MAX_BODY_BYTES as u64);
     if declared_too_big {
@@ -152,31 +156,31 @@ fn read_reply(
             c.abort();
         }
     }
-    let text = match response.text() {
-        Ok(text) if !declared_too_big && status != 204 => text,
-        _ => return on_reply(classify(status, None, retry_after_ms)),
-    };
-    js::when_settled(&text, move |body| match body {
+    if declared_too_big || status == 204 {
+        return classify(status, None, retry_after_ms);
+    }
+    match response.text().await {
         Ok(body) => {
-            let body = body.as_string().filter(|t| t.len() <= MAX_BODY_BYTES);
-            on_reply(classify(status, body.as_deref(), retry_after_ms))
+            let body = Some(body).filter(|t| t.len() <= MAX_BODY_BYTES);
+            classify(status, body.as_deref(), retry_after_ms)
         }
         // The body could not be read: the connection broke (or timed out).
-        Err(_) => on_reply(failed()),
-    });
+        Err(_) => failed(),
+    }
 }
 
 fn classify(status: u16, body: Option<&str>, retry_after_ms: Option<u64>) -> ReplyOutcome {
-    let object = body.and_then(js::parse_object);
     if (200..300).contains(&status) {
-        match object {
-            Some(o) => ReplyOutcome::Success(js::token_reply(&o)),
+        match body.and_then(js::from_json::<RawTokenReply>) {
+            Some(reply) => ReplyOutcome::Success(reply),
             None => ReplyOutcome::SuccessUnparsed,
         }
     } else {
         ReplyOutcome::Status {
             status,
-            error: object.as_ref().and_then(js::error_code),
+            error: body
+                .and_then(js::from_json::<RawErrorReply>)
+                .and_then(|r| r.code()),
             retry_after_ms,
         }
     }

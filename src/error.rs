@@ -12,53 +12,25 @@ use capture_session_core::engine::ApiError;
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// Everything that can go wrong in the browser layer.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
     /// A configuration value has the wrong type or an impossible value, or a
     /// backend URL points to an origin that is not allowed (the engine's
     /// validation, plus the type checks of the browser layer).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// A JS API call got an argument it cannot use.
-    #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
     /// A session operation failed (`no_session`, `backend_unavailable`, ...).
-    #[error("{}", api_message(*.0))]
     Api(ApiError),
     /// `localStorage` cannot be used (disabled, private mode, sandboxed frame).
-    #[error("localStorage is unavailable")]
     StorageUnavailable,
     /// `localStorage` refused a write (quota, or an exception of its own).
-    #[error("localStorage refused a write")]
     StorageWrite,
-    /// A browser API threw or rejected.
-    #[error("browser API failed: {0}")]
-    Js(#[from] JsFailure),
 }
 
-/// A JavaScript exception or rejection, reduced to what is safe to keep: the
-/// `name` of the `Error` (`"AbortError"`, `"TypeError"`, ...), never its message,
-/// which may quote page data.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{name}")]
-pub struct JsFailure {
-    /// `error.name`, or `"Error"` when the thrown value was not an `Error`.
-    pub name: String,
-}
-
-impl JsFailure {
-    /// Whether this is the `AbortError` of an aborted `fetch`.
-    pub fn is_abort(&self) -> bool {
-        self.name == "AbortError"
-    }
-}
-
-fn api_message(e: ApiError) -> &'static str {
-    match e {
-        ApiError::NoSession => "there is no session to refresh",
-        ApiError::BackendUnavailable => "the backend could not refresh the session",
-        ApiError::SessionEnded => "the session ended",
-        ApiError::Detached => "the helper was detached",
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Config(e)
     }
 }
 
@@ -71,13 +43,11 @@ impl Error {
             Error::Api(e) => e.code(),
             Error::StorageUnavailable => "storage_unavailable",
             Error::StorageWrite => "storage_write_failed",
-            Error::Js(_) => "browser_error",
         }
     }
 
-    /// The message of the JavaScript `Error`, built without `format!` (which
-    /// would pull the formatting machinery into the wasm, see
-    /// `shared/size-notes.md`).
+    /// The message of the JavaScript `Error` (and this type's `Display`):
+    /// each spelled once, here, and built without `format!`.
     pub fn message(&self) -> String {
         let mut m = String::from("capture-session: ");
         match self {
@@ -88,17 +58,26 @@ impl Error {
                 m.push_str(e.message());
             }
             Error::InvalidArgument(what) => m.push_str(what),
-            Error::Api(e) => m.push_str(api_message(*e)),
+            Error::Api(e) => m.push_str(match e {
+                ApiError::NoSession => "there is no session to refresh",
+                ApiError::BackendUnavailable => "the backend could not refresh the session",
+                ApiError::SessionEnded => "the session ended",
+                ApiError::Detached => "the helper was detached",
+            }),
             Error::StorageUnavailable => m.push_str("localStorage is unavailable"),
             Error::StorageWrite => m.push_str("localStorage refused a write"),
-            Error::Js(f) => {
-                m.push_str("a browser API failed: ");
-                m.push_str(&f.name);
-            }
         }
         m
     }
 }
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {

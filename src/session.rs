@@ -251,7 +251,9 @@ impl Session {
         self.feed(input);
     }
 
-    /// Feeds one input and executes what follows.
+    /// Feeds one input and executes what follows. (Not inlined: the engine
+    /// and the pump would otherwise be copied into each of its callers.)
+    #[inline(never)]
     fn feed(&self, input: Input) {
         {
             let mut rt = self.rt.borrow_mut();
@@ -290,6 +292,7 @@ impl Session {
     }
 
     /// Drains the engine's actions (outermost call only), then re-arms the timer.
+    #[inline(never)]
     fn pump(&self) {
         {
             let mut rt = self.rt.borrow_mut();
@@ -408,15 +411,11 @@ impl Session {
         let (url, body, keepalive) = {
             let rt = self.rt.borrow();
             match request {
-                Request::Refresh(r) => (
-                    Some(rt.config.refresh_url.clone()),
-                    js::refresh_body(&r),
-                    false,
-                ),
-                Request::End => (rt.config.end_url.clone(), String::from("{}"), true),
-                Request::Start(start) => {
-                    (rt.config.start_url.clone(), js::start_body(&start), false)
+                Request::Refresh(r) => {
+                    (Some(rt.config.refresh_url.clone()), js::to_json(&r), false)
                 }
+                Request::End => (rt.config.end_url.clone(), String::from("{}"), true),
+                Request::Start(start) => (rt.config.start_url.clone(), js::to_json(&start), false),
             }
         };
         let Some(url) = url else {

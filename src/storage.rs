@@ -3,14 +3,17 @@
 //! (`capture-session:janrainCaptureToken`: what it knows of the backend
 //! session, never a token), with an in-memory fallback.
 //!
-//! Not `gloo_storage::LocalStorage`: its `raw()` throws (`expect_throw`) when
-//! `localStorage` is disabled or its getter throws, and its `get_item` assumes
-//! reads never throw, while here every storage failure must become a warning
-//! and in-memory operation, never an uncaught exception. The calls are the same
-//! `web_sys::Storage` ones `raw()` would give, with the errors kept.
+//! Through `gloo_storage::LocalStorage`, its raw string API: the widget's
+//! entries are plain strings (not JSON, which gloo-storage's `get`/`set`
+//! write, and which would bring `serde_json` into the wasm). `raw()` throws
+//! when `localStorage` is disabled or its getter throws, so availability is
+//! checked once with web-sys when the helper attaches; every later failure
+//! (quota, a throwing storage) becomes a warning and in-memory operation,
+//! never an exception.
 
 use capture_session_core::engine::{Millis, SessionMarker, StoredEntries};
 use capture_session_core::AccessToken;
+use gloo_storage::{LocalStorage, Storage as _};
 
 use crate::error::{Error, Result};
 
@@ -33,7 +36,9 @@ impl TokenStore {
         expires_key.push_str("_Expires");
         let mut marker_key = String::from(SessionMarker::KEY_PREFIX);
         marker_key.push_str(key);
-        let local = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+        // `LocalStorage::raw()` throws where this is `None`: ask first.
+        let available = web_sys::window().is_some_and(|w| matches!(w.local_storage(), Ok(Some(_))));
+        let local = available.then(LocalStorage::raw);
         let ok = if local.is_some() {
             Ok(())
         } else {

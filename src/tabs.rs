@@ -11,70 +11,79 @@
 //!   granted in this tab at once: tabs may then refresh concurrently, which the
 //!   backend tolerates (a refresh mints a token, it consumes nothing).
 //! - [BroadcastChannel](https://developer.mozilla.org/en-US/docs/Web/API/BroadcastChannel):
-//!   messages are small arrays or the string `"ended"` (see [`encode`]); a
-//!   token never travels in a message, receivers read it from storage.
+//!   messages are small arrays ([`TokenNews`], [`EndNews`]); a token never
+//!   travels in a message, receivers read it from storage.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use capture_session_core::engine::{Announcement, NewsKind, TabMessage};
+use capture_session_core::engine::{Announcement, Disowned, NewsKind, TabMessage};
 use gloo_events::EventListener;
 use js_sys::Function;
-use wasm_bindgen::JsCast;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent, StorageEvent};
 
 use crate::js;
 
-/// A message between tabs, on the wire: `[expiresAt, fingerprint, kind]`
-/// for a token a tab stored (kind 0 signing in, 1 signed in, 2 refreshed),
-/// or the string `"ended"`. Never the token itself: the receiving tab reads
-/// that from storage, and the engine matches it by fingerprint.
-fn encode(message: TabMessage) -> wasm_bindgen::JsValue {
-    match message {
+/// A token a tab stored, on the wire: `[expiresAt, fingerprint, kind,
+/// signIn]` (serde-wasm-bindgen, a plain array). Never the token itself: the
+/// receiving tab reads that from storage, and the engine matches it by
+/// fingerprint.
+#[derive(Serialize, Deserialize)]
+struct TokenNews(f64, u32, u8, u32);
+
+/// A logout on the wire: `["ended", signIn, signIn, signIn, signIn]`, the
+/// sign-ins it ended (fingerprints, 0 for none).
+#[derive(Serialize, Deserialize)]
+struct EndNews(String, Disowned);
+
+/// The first element of an [`EndNews`].
+const ENDED: &str = "ended";
+
+/// How [`TokenNews`] spells each kind of news.
+const KINDS: [(u8, NewsKind); 3] = [
+    (0, NewsKind::SigningIn),
+    (1, NewsKind::SignedIn),
+    (2, NewsKind::Refreshed),
+];
+
+fn encode(message: TabMessage) -> JsValue {
+    let value = match message {
         TabMessage::Token(a) => {
-            let kind = match a.kind {
-                NewsKind::SigningIn => 0,
-                NewsKind::SignedIn => 1,
-                NewsKind::Refreshed => 2,
-            };
-            let list = js_sys::Array::of3(
-                &(a.expires_at as f64).into(),
-                &a.fingerprint.into(),
-                &kind.into(),
-            );
-            list.into()
+            let kind = KINDS
+                .iter()
+                .find(|(_, k)| *k == a.kind)
+                .map_or(0, |(c, _)| *c);
+            serde_wasm_bindgen::to_value(&TokenNews(
+                a.expires_at as f64,
+                a.fingerprint,
+                kind,
+                a.sign_in,
+            ))
         }
-        TabMessage::SessionEnded => "ended".into(),
-    }
+        TabMessage::SessionEnded(ended) => {
+            serde_wasm_bindgen::to_value(&EndNews(ENDED.into(), ended))
+        }
+    };
+    value.unwrap_or(JsValue::NULL)
 }
 
 /// Reads what [`encode`] wrote; `None` for anything else.
-fn decode(data: &wasm_bindgen::JsValue) -> Option<TabMessage> {
-    if data.as_string().as_deref() == Some("ended") {
-        return Some(TabMessage::SessionEnded);
+fn decode(data: JsValue) -> Option<TabMessage> {
+    if let Ok(EndNews(tag, ended)) = serde_wasm_bindgen::from_value(data.clone()) {
+        return (tag == ENDED).then_some(TabMessage::SessionEnded(ended));
     }
-    if !js_sys::Array::is_array(data) {
+    let TokenNews(at, fingerprint, kind, sign_in) = serde_wasm_bindgen::from_value(data).ok()?;
+    let kind = KINDS.iter().find(|(c, _)| *c == kind)?.1;
+    if !(at.is_finite() && at >= 0.0) {
         return None;
     }
-    let data: &js_sys::Array = data.unchecked_ref();
-    let at = data
-        .get(0)
-        .as_f64()
-        .filter(|at| at.is_finite() && *at >= 0.0)?;
-    let fp = data
-        .get(1)
-        .as_f64()
-        .filter(|fp| (0.0..=f64::from(u32::MAX)).contains(fp))?;
-    let kind = match data.get(2).as_f64()? as u8 {
-        0 => NewsKind::SigningIn,
-        1 => NewsKind::SignedIn,
-        2 => NewsKind::Refreshed,
-        _ => return None,
-    };
     Some(TabMessage::Token(Announcement {
-        fingerprint: fp as u32,
+        fingerprint,
         expires_at: at as u64,
         kind,
+        sign_in,
     }))
 }
 
@@ -98,7 +107,7 @@ impl TabLink {
         let channel = BroadcastChannel::new(name).ok();
         let on_message = channel.as_ref().map(|c| {
             EventListener::new(c, "message", move |e| {
-                if let Some(message) = e.dyn_ref::<MessageEvent>().and_then(|m| decode(&m.data())) {
+                if let Some(message) = e.dyn_ref::<MessageEvent>().and_then(|m| decode(m.data())) {
                     on_news(message);
                 }
             })

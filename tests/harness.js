@@ -114,23 +114,27 @@ export function connectivity(online) {
 
 // ---- backend --------------------------------------------------------------
 
-function fakeFetch(input, init = {}) {
-  const url = new URL(String(input), location.href);
-  const headers = new Headers(init.headers);
-  state.requests.push({
+async function fakeFetch(input, init = {}) {
+  // The helper sends a Request object (gloo-net); tests may call it with (url, init).
+  const req = input instanceof Request ? input : new Request(new URL(String(input), location.href), init);
+  const url = new URL(req.url);
+  const entry = {
     path: url.pathname,
     origin: url.origin,
-    method: init.method,
-    body: init.body,
-    contentType: headers.get("content-type"),
-    marker: headers.get("x-capture-session"),
-    csrf: headers.get("x-csrf-token"),
-    credentials: init.credentials,
-    keepalive: init.keepalive === true,
-  });
+    method: req.method,
+    body: undefined,
+    contentType: req.headers.get("content-type"),
+    marker: req.headers.get("x-capture-session"),
+    csrf: req.headers.get("x-csrf-token"),
+    credentials: req.credentials,
+    keepalive: req.keepalive === true,
+    redirect: req.redirect,
+  };
+  state.requests.push(entry);
+  entry.body = req.method === "GET" ? undefined : await req.clone().text();
   const queue = state.routes.get(url.pathname) || [];
   const reply = queue.length > 1 ? queue.shift() : queue[0];
-  const signal = init.signal;
+  const signal = req.signal;
   return new Promise((resolve, reject) => {
     const abort = () => reject(new DOMException("The operation was aborted.", "AbortError"));
     if (signal) {

@@ -860,7 +860,9 @@ async fn detach_leaves_nothing_behind() {
     // Widget events, other tabs, lifecycle events and the clock: nothing reacts.
     fire("onCaptureExpiredToken", r#"{"screen": "x"}"#);
     let other = web_sys::BroadcastChannel::new("capture-session:janrainCaptureToken").unwrap();
-    other.post_message(&"ended".into()).unwrap();
+    // (A logout's message, as another tab's helper sends it.)
+    let logout = js_sys::JSON::parse(r#"["ended", 0, 0, 0, 0]"#).unwrap();
+    other.post_message(&logout).unwrap();
     web_sys::window()
         .unwrap()
         .dispatch_event(&web_sys::Event::new("focus").unwrap())

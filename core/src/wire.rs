@@ -1,10 +1,14 @@
 //! The backend contract (`docs/backend-contract.md`, `docs/openapi.yaml`):
 //! request and reply bodies of `startUrl`, `refreshUrl` and `endUrl`.
 //!
-//! The reference server (de)serialises these with serde (feature `serde`);
-//! the browser helper builds them from `JSON.parse` output through
-//! [`JsonScalar`] and [`RawTokenReply`], so that no serde code ships to browsers.
-//! Both sides therefore share one definition and one validation.
+//! Both sides (de)serialise these with serde (feature `serde`): the reference
+//! server through serde_json, the browser helper through serde-wasm-bindgen
+//! (with `JSON.parse` and `JSON.stringify`, no JSON library in the wasm). The
+//! helper reads token replies leniently, as [`RawTokenReply`] (every field a
+//! [`JsonScalar`]) and error replies as [`RawErrorReply`], so that a wrong
+//! reply becomes a [`MalformedReply`] instead of a serde error. Every wire name
+//! is spelled once, here: in serde attributes, or in `as_str` for the enums
+//! (whose serde impls use it).
 
 use crate::token::{fingerprint, is_plausible_token, AccessToken, AuthorizationCode};
 
@@ -19,8 +23,6 @@ pub const MAX_EXPIRES_IN_SECS: u64 = 24 * 60 * 60;
 
 /// Integration mode (`janrain.settings.capture.responseType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Mode {
     /// The widget hands the page an access token (`responseType: 'token'`).
     Token,
@@ -283,8 +285,6 @@ pub struct TokenReply {
 
 /// Error codes of the contract's error body `{"error": ..., "message": ...}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ErrorCode {
     /// 400: the body is wrong.
     InvalidRequest,
@@ -307,6 +307,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the contract's order.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::NoSession,
+        ErrorCode::SessionExpired,
+        ErrorCode::InvalidToken,
+        ErrorCode::Forbidden,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::UpstreamError,
+        ErrorCode::Unavailable,
+    ];
+    /// Parses the contract's spelling.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
     /// The contract's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -345,11 +361,32 @@ pub struct ErrorReply {
     pub message: String,
 }
 
-/// A JSON value as the browser helper sees one field of a parsed reply,
-/// without a JSON library.
-#[derive(Clone, PartialEq, Debug)]
+/// An error reply as the browser helper reads it: only its `error`, which
+/// may be anything (a code this version does not know is `None`).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct RawErrorReply {
+    /// `error`.
+    pub error: JsonScalar,
+}
+
+impl RawErrorReply {
+    /// The contract's code, if `error` is one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match &self.error {
+            JsonScalar::String(s) => ErrorCode::parse(s),
+            _ => None,
+        }
+    }
+}
+
+/// A JSON value as the browser helper sees one field of a parsed reply:
+/// whatever its type, reading it cannot fail.
+#[derive(Clone, PartialEq, Debug, Default)]
 pub enum JsonScalar {
     /// The key is absent (or `undefined`).
+    #[default]
     Missing,
     /// `null`.
     Null,
@@ -361,9 +398,11 @@ pub enum JsonScalar {
     Other,
 }
 
-/// The fields of a 2xx reply body as read by the helper, before validation.
-/// Its `Debug` redacts `accessToken`.
-#[derive(Clone, PartialEq)]
+/// The fields of a 2xx reply body as read by the helper, before validation
+/// (the names are [`TokenReply`]'s). Its `Debug` redacts `accessToken`.
+#[derive(Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "camelCase", default))]
 pub struct RawTokenReply {
     /// `accessToken`.
     pub access_token: JsonScalar,
@@ -439,6 +478,98 @@ impl RawTokenReply {
             expires_in,
             uuid,
         })
+    }
+}
+
+/// serde for the enums spelled by `as_str` / `parse`, and for [`JsonScalar`].
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::{ErrorCode, JsonScalar, Mode};
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::{Serialize, Serializer};
+
+    /// A string that must be one of `parse`'s.
+    struct Named<T>(fn(&str) -> Option<T>, &'static str);
+
+    impl<T> Visitor<'_> for Named<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str(self.1)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+
+    macro_rules! by_name {
+        ($ty:ty, $what:literal) => {
+            impl Serialize for $ty {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.serialize_str(self.as_str())
+                }
+            }
+            impl<'de> Deserialize<'de> for $ty {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    d.deserialize_str(Named(<$ty>::parse, $what))
+                }
+            }
+        };
+    }
+    by_name!(Mode, "\"token\" or \"code\"");
+    by_name!(ErrorCode, "one of the contract's error codes");
+
+    impl<'de> Deserialize<'de> for JsonScalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Scalar)
+        }
+    }
+
+    /// Any JSON value, kept when it is a number or a string.
+    struct Scalar;
+
+    impl<'de> Visitor<'de> for Scalar {
+        type Value = JsonScalar;
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::Other)
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::Number(v as f64))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::Number(v as f64))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::Number(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::String(v.into()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::Null)
+        }
+        fn visit_none<E>(self) -> Result<JsonScalar, E> {
+            Ok(JsonScalar::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<JsonScalar, D::Error> {
+            d.deserialize_any(Scalar)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonScalar, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(JsonScalar::Other)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonScalar, A::Error> {
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(JsonScalar::Other)
+        }
     }
 }
 
