@@ -31,7 +31,7 @@
 //! - `js/`: the hand-written TypeScript types, the script-tag loader and the
 //!   build helpers used by `scripts/build`.
 //!
-//! The JavaScript API is the contract of `shared/CONTRACT.md`, section 1.
+//! The JavaScript API is documented in `docs/api.md`.
 //!
 //! The browser layer is compiled for `wasm32` only; natively this crate holds
 //! just its error type, so that `cargo test --workspace` stays browser-free.
@@ -62,7 +62,7 @@ mod widget;
 pub use api::CaptureSession;
 
 /// A 0.7 KB allocator instead of Rust's 5 KB dlmalloc (about 3 KiB gzip, see
-/// `shared/size-notes.md`). The helper allocates little and briefly (strings
+/// `docs/wasm-size.md`). The helper allocates little and briefly (strings
 /// crossing to JavaScript, a few small vectors), and the free list coalesces
 /// neighbours, so fragmentation stays bounded.
 // SAFETY: wasm32-unknown-unknown is built without the atomics feature here, so
