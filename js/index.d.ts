@@ -1,4 +1,4 @@
-// Types of the npm package `capture-session` (CONTRACT.md section 1).
+// Types of the npm package `capture-session` (documented in docs/api.md).
 // Hand-written: wasm-bindgen's generated types say `any` for the config, the
 // events and the promises; these say what they hold.
 

@@ -22,7 +22,7 @@ const pkg = {
     "./script": "./capture-session.js",
     "./package.json": "./package.json",
   },
-  files: ["web/", "bundler/", "index.d.ts", "capture-session.js", "README.md"],
+  files: ["web/", "bundler/", "index.d.ts", "capture-session.js", "README.md", "docs/"],
   sideEffects: ["./bundler/*.js", "./capture-session.js"],
   keywords: ["janrain", "akamai", "identity-cloud", "capture", "session", "wasm"],
 };

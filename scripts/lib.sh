@@ -7,7 +7,11 @@ export ROOT
 # (CI clones afresh every time): keep them outside the work tree unless told.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capture-session/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# Flags Chromium needs as root on these machines (see shared/toolchain.md).
+# Flags for headless Chromium: --no-sandbox because the tests may run as root
+# (CI containers), where Chromium refuses to start with its sandbox; no GPU and
+# no /dev/shm, which containers lack or keep small; no background networking,
+# component updates or sync, so the browser sends only the tests' requests;
+# and no QUIC.
 CHROME_FLAGS=(--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage
   --disable-background-networking --disable-component-update --no-first-run
   --disable-sync --disable-quic)

@@ -1,7 +1,7 @@
 /*
  * Registration UI stand-in: a small, plain-JavaScript imitation of Akamai Identity Cloud's
  * Capture widget ("Registration UI"), with the real global names, event names, payload shapes,
- * localStorage keys and date format (shared/identity-cloud.md). It talks to the Identity Cloud
+ * localStorage keys and date format (docs/integration.md). It talks to the Identity Cloud
  * simulator of `capture-session-server --simulate` (janrain.settings.capture.captureServer,
  * "/sim" by default).
  *
