@@ -1,5 +1,5 @@
 // The Registration UI stand-in on its own (no helper on the page), against the real simulator:
-// the globals, events, payload shapes and storage the helper relies on, as identity-cloud.md
+// the globals, events, payload shapes and storage the helper relies on, as docs/integration.md
 // describes the real widget.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
