@@ -1,8 +1,10 @@
 // Compile-only check of js/index.d.ts as a TypeScript user would meet it
-// (after `npm run build`, which copies it to pkg/):
-//   npx tsc --noEmit --strict --target es2022 --module es2022 \
+// (after `npm run build`, which copies it to pkg/); the `types` step of
+// `npm test` runs it (scripts/types-check):
+//   tsc --noEmit --strict --target es2022 --module es2022 \
 //     --moduleResolution bundler --lib es2022,dom js/types-check.ts
-// Every line must type-check; the commented ones must not.
+// Every line must type-check; each `@ts-expect-error` line must be an error
+// (tsc fails when one stops being one).
 import init, { CaptureSession, type CaptureSessionError } from "../pkg/index";
 
 async function main(): Promise<void> {
@@ -41,7 +43,19 @@ async function main(): Promise<void> {
   s.detach();
   void state;
   void expiresAt;
-  // CaptureSession.attach({ refreshUrl: "/r", mode: "implicit" }); // error: not a Mode
-  // s.on("bogus", () => {});                                       // error: not an event type
+  // @ts-expect-error: not a mode
+  CaptureSession.attach({ refreshUrl: "/r", mode: "implicit" });
+  // @ts-expect-error: not an event type
+  s.on("bogus", () => {});
+  // @ts-expect-error: retry.baseMs is a number
+  CaptureSession.attach({ refreshUrl: "/r", retry: { baseMs: "10" } });
+  // @ts-expect-error: refreshUrl is required
+  CaptureSession.attach({ startUrl: "/s" });
+  s.on("ended", (d) => {
+    // @ts-expect-error: an ended event has no expiresAt
+    void d.expiresAt;
+  });
+  // @ts-expect-error: state is read-only
+  s.state = "active";
 }
 void main();
