@@ -23,29 +23,28 @@ impl Engine {
         // The session's token, and what this tab saw of a sign-in under way
         // elsewhere, end with it: their news does not bring it back.
         self.disowned.clear();
-        self.disowned
-            .extend(ours.as_ref().map(|t| fingerprint(t.expose())));
+        let mut ended = [
+            ours.as_ref().map(|t| fingerprint(t.expose())),
+            self.sign_in.take(),
+            None,
+            None,
+            None,
+        ];
         if let EndCause::Logout(_) = cause {
             // The session the marker describes is the one logged out.
             if let Some(SessionMarker::Live { token: Some(t) }) = self.seen.marker {
-                self.disowned.push(t.fingerprint);
+                ended[2] = Some(t.fingerprint);
             }
-            match (self.pending, &self.seen.token) {
-                (Some(PendingNews::SigningIn(fp) | PendingNews::Unannounced(fp)), _) => {
-                    self.disowned.push(fp)
-                }
-                (_, Some(t)) if Some(t) != ours.as_ref() => {
-                    self.disowned.push(fingerprint(t.expose()))
-                }
-                _ => {}
-            }
+            ended[3] = match (self.pending, &self.seen.token) {
+                (Some(PendingNews::SigningIn(fp) | PendingNews::Unannounced(fp)), _) => Some(fp),
+                (_, Some(t)) if Some(t) != ours.as_ref() => Some(fingerprint(t.expose())),
+                _ => None,
+            };
             // The latest sign-in heard of elsewhere (storage may no longer
             // show it: the widget's sign-out link removed it first).
-            self.disowned.extend(self.heard.take());
+            ended[4] = self.heard.take();
         }
-        self.disowned.extend(self.sign_in.take());
-        self.disowned.sort_unstable();
-        self.disowned.dedup();
+        self.disown(&ended.map(|fp| fp.unwrap_or(0)));
         self.cancel_work();
         self.render_screen = None;
         self.pending = None;

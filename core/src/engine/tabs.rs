@@ -133,8 +133,9 @@ impl Engine {
         }
     }
 
-    /// Remembers sign-ins another tab's logout ended (a few: the latest).
-    fn disown(&mut self, ended: &[u32]) {
+    /// Remembers sign-ins (or tokens) a logout ended, here or in another
+    /// tab (a few: the latest); 0 stands for none.
+    pub(super) fn disown(&mut self, ended: &[u32]) {
         for &fp in ended {
             if fp != 0 && !self.disowned.contains(&fp) {
                 if self.disowned.len() >= 16 {
