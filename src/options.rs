@@ -189,10 +189,9 @@ pub(crate) fn read(config: &JsValue, base: &str) -> Result<ReadConfig, Error> {
     options.check()?;
     let retry = options.retry.value().unwrap_or_default();
     retry.check()?;
-    let mode = options
-        .mode
-        .value()
-        .or_else(|| widget::configured_mode().map(|m| String::from(m.as_str())));
+    let mode = options.mode.value();
+    let mode_from_widget = mode.is_none();
+    let mode = mode.or_else(|| widget::configured_mode().map(|m| String::from(m.as_str())));
     let credentials = match options.credentials.value().as_deref() {
         None | Some("same-origin") => RequestCredentials::SameOrigin,
         Some("include") => RequestCredentials::Include,
@@ -211,6 +210,7 @@ pub(crate) fn read(config: &JsValue, base: &str) -> Result<ReadConfig, Error> {
             start_url: resolve(options.start_url.value(), base),
             end_url: resolve(options.end_url.value(), base),
             mode,
+            mode_from_widget,
             client_session: options.client_session.value(),
             refresh_ahead_secs: options.refresh_ahead_seconds.value(),
             token_lifetime_secs: options.token_lifetime_seconds.value(),

@@ -36,6 +36,12 @@ pub struct Config {
     pub end_url: Option<String>,
     /// `mode`.
     pub mode: Mode,
+    /// The page gave no `mode`: the widget's `janrain.settings.capture.responseType`
+    /// decides, and a page may set that after the helper attached (a
+    /// template that replaces `janrain.settings` after the helper's tag). Each
+    /// login event then says which mode it is by what it carries (an
+    /// `authorizationCode` and no `accessToken`: code mode).
+    pub mode_from_widget: bool,
     /// `clientSession` (code mode only).
     pub client_session: bool,
     /// `refreshAheadSeconds`.
@@ -63,6 +69,7 @@ impl Config {
             start_url: None,
             end_url: None,
             mode: Mode::Token,
+            mode_from_widget: false,
             client_session: true,
             refresh_ahead_secs: 300,
             token_lifetime_secs: 3600,
@@ -92,6 +99,8 @@ pub struct RawConfig {
     /// `mode`: `"token"` or `"code"`; the browser layer fills in
     /// `janrain.settings.capture.responseType` when the page gave none.
     pub mode: Option<String>,
+    /// The page gave no `mode` (see [`Config::mode_from_widget`]).
+    pub mode_from_widget: bool,
     /// `clientSession`.
     pub client_session: Option<bool>,
     /// `refreshAheadSeconds`.
@@ -321,6 +330,7 @@ impl RawConfig {
             start_url,
             end_url,
             mode,
+            mode_from_widget: self.mode_from_widget,
             client_session: self.client_session.unwrap_or(true),
             refresh_ahead_secs,
             token_lifetime_secs,

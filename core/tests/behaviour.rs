@@ -420,6 +420,37 @@ fn a_login_event_without_uuid_warns_and_keeps_the_token() {
 
 // ----- 2. login in code mode ----------------------------------------------
 
+/// A page that gave no `mode` and whose template set `responseType: "code"`
+/// only after the helper attached: the login event's code says code mode.
+#[test]
+fn without_a_mode_a_login_event_with_a_code_is_a_code_login() {
+    let mut c = config();
+    c.mode_from_widget = true;
+    let mut w = fresh_tab(c);
+    let code = w.mint("code");
+    w.input(0, code_login(&code));
+    assert!(
+        w.pending(0)
+            .is_some_and(|f| matches!(f.request, Request::Start(StartRequest::Code { .. }))),
+        "the code goes to startUrl"
+    );
+    // Without a startUrl there is nobody to exchange the code with: a warning.
+    let mut c = config();
+    c.mode_from_widget = true;
+    c.start_url = None;
+    let mut w = fresh_tab(c);
+    let code = w.mint("code");
+    w.input(0, code_login(&code));
+    assert!(w.pending(0).is_none());
+    assert!(w.take(0).iter().any(|a| matches!(
+        a,
+        Action::Emit(Event::Warning {
+            code: WarningCode::BadWidgetEvent,
+            ..
+        })
+    )));
+}
+
 #[test]
 fn code_login_sends_code_and_redirect_uri_and_adopts_the_returned_token() {
     let mut w = fresh_tab(code_config(true));

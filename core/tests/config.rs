@@ -50,6 +50,7 @@ fn accepts_every_field_set() {
         start_url: Some("https://api.shop.example:8443/s".into()),
         end_url: Some("https://SHOP.example:443/e".into()),
         mode: Some("code".into()),
+        mode_from_widget: false,
         client_session: Some(false),
         refresh_ahead_secs: Some(0.0),
         token_lifetime_secs: Some(7200.0),

@@ -26,6 +26,21 @@ impl Engine {
                 if one_time {
                     return;
                 }
+                if self.config.mode_from_widget {
+                    let code = access_token.is_none() && authorization_code.is_some();
+                    let mode = if code {
+                        crate::wire::Mode::Code
+                    } else {
+                        crate::wire::Mode::Token
+                    };
+                    if mode == crate::wire::Mode::Code && self.config.start_url.is_none() {
+                        return self.warn(
+                            WarningCode::BadWidgetEvent,
+                            "code-mode login without a startUrl to exchange the code",
+                        );
+                    }
+                    self.config.mode = mode;
+                }
                 match self.config.mode {
                     crate::wire::Mode::Token => {
                         self.login_token(access_token, uuid, keep_me_logged_in, widget_expires, now)
