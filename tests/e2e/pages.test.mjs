@@ -1,0 +1,479 @@
+// Pages built the way real customer sites integrate the Registration UI, not the way our demo
+// does: a `janrain-init.js`-style template that replaces `janrain.settings` after the helper's
+// tag and injects the widget's script, which arrives late; a global `janrainCaptureWidgetOnLoad`
+// that registers the page's own handlers and calls `start()` (or calls `start()` first, or is a
+// local function the page runs itself); the helper as a script tag before or after the template,
+// or as an ES module; a page that logs out by deleting the widget's keys. Each test proves the
+// helper still hears the login, refreshes before expiry, ends the session everywhere, and leaves
+// the page's own handlers and settings alone. Requests are counted at the server.
+//
+// The pages are HTML strings served under /pages/ by Playwright (same origin as the server);
+// the widget is the stand-in at /janrain/load.js, delayed in the network like a CDN script.
+import assert from "node:assert/strict";
+import { after, afterEach, before, test } from "node:test";
+import { Watch, helperEvents, helperState, launchBrowser, signIn, sleep, startServer, storedSession, waitForEvent } from "./harness.mjs";
+
+const LIFETIME = 10; // seconds; the helper refreshes at half-life
+const WIDGET_DELAY_MS = 1500; // the widget's script arrives this late, like a slow CDN
+
+let server;
+let browser;
+const watch = new Watch();
+const contexts = [];
+
+before(async () => {
+  server = await startServer({ tokenLifetime: LIFETIME });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+// A test that failed half-way leaves its tabs open; close them, or their refreshes would land in
+// the next test's counts at the server.
+afterEach(async () => {
+  for (const context of contexts) {
+    if (context.closed) continue;
+    try {
+      await done(context);
+    } catch {
+      /* already closing */
+    }
+  }
+});
+
+// ---- the pages -------------------------------------------------------------------------------
+
+// The settings a JUMP-style `janrain-init.js` assigns (after wiping janrain.settings), including
+// the 24 h widget lifetime real sites set, and one key only this page sets, to see it survive.
+const PAGE_SETTINGS = {
+  clientId: "capture-session-demo",
+  responseType: "token",
+  captureServer: "/sim",
+  flowName: "standard",
+  flowVersion: "HEAD",
+  locale: "en-US",
+  accessTokenLifeHours: 24,
+  siteMarker: "set-by-janrain-init",
+};
+
+// The widget events the page's own handlers log (by name only: the page never logs a token).
+const PAGE_EVENTS = [
+  "onCaptureLoginSuccess",
+  "onCaptureSessionCreated",
+  "onCaptureSessionFound",
+  "onCaptureSessionNotFound",
+  "onCaptureSessionEnded",
+];
+
+/**
+ * The template file, like Akamai's `janrain-init.js`: settings replaced wholesale, the widget
+ * script created as `#janrainAuthWidget` and inserted before the page's first script (so it runs
+ * asynchronously, whenever it arrives), then the page's onload function.
+ * onload: "global" (function declaration: handlers, then start()), "start-first" (assigned to
+ * window, start() before the handlers), "self-call" (a local function the page runs itself once
+ * janrain.events exists, polling like the Drupal 8 modules).
+ */
+function janrainInit({ onload }) {
+  const assignments = Object.entries(PAGE_SETTINGS)
+    .map(([k, v]) => `  janrain.settings.capture.${k} = ${JSON.stringify(v)};`)
+    .join("\n");
+  const handlers = `
+  function addPageHandlers() {
+    ${JSON.stringify(PAGE_EVENTS)}.forEach(function (name) {
+      janrain.events[name].addHandler(function () {
+        window.pageLog.push({ name: name, t: Date.now() });
+      });
+    });
+  }`;
+  const onloads = {
+    global: `
+function janrainCaptureWidgetOnLoad() {
+  window.pageOnloadRanAt = Date.now();
+  addPageHandlers();
+  janrain.capture.ui.start();
+}
+window.pageOwnOnload = janrainCaptureWidgetOnLoad;`,
+    "start-first": `
+window.janrainCaptureWidgetOnLoad = function () {
+  window.pageOnloadRanAt = Date.now();
+  janrain.capture.ui.start();
+  addPageHandlers();
+};
+window.pageOwnOnload = window.janrainCaptureWidgetOnLoad;`,
+    "self-call": `
+(function () {
+  function pageWidgetOnLoad() {
+    window.pageOnloadRanAt = Date.now();
+    addPageHandlers();
+    janrain.capture.ui.start();
+  }
+  var poll = setInterval(function () {
+    if (window.janrain && janrain.events && janrain.capture && janrain.capture.ui) {
+      clearInterval(poll);
+      pageWidgetOnLoad();
+    }
+  }, 250);
+})();
+window.pageOwnOnload = null;`,
+  };
+  return `// janrain-init.js (template style)
+window.pageLog = window.pageLog || [];
+(function () {
+  if (typeof window.janrain !== "object") window.janrain = {};
+  window.janrain.settings = {};
+  window.janrain.settings.capture = {};
+  janrain.settings.capture.redirectUri = window.location.origin + "/";
+${assignments}
+  function isReady() { janrain.ready = true; }
+  if (document.addEventListener) document.addEventListener("DOMContentLoaded", isReady, false);
+  var e = document.createElement("script");
+  e.type = "text/javascript";
+  e.id = "janrainAuthWidget";
+  e.src = "/janrain/load.js";
+  var s = document.getElementsByTagName("script")[0];
+  s.parentNode.insertBefore(e, s);
+})();
+${handlers.trim()}
+${onloads[onload].trim()}
+`;
+}
+
+// The helper as an ES module without a bundler (the npm package's `web` entry).
+const ESM_HELPER = `import init, { CaptureSession } from "/pkg/web/capture_session.js";
+await init();
+window.captureSession = CaptureSession.attach({
+  refreshUrl: "/capture-session/refresh",
+  startUrl: "/capture-session/start",
+  endUrl: "/capture-session/end",
+});
+`;
+
+const HELPER_TAG = `<script src="/dist/capture-session.js" data-refresh-url="/capture-session/refresh"
+          data-start-url="/capture-session/start" data-end-url="/capture-session/end"></script>`;
+
+/** helper: "tag-before" | "tag-after" (the template) | "esm". */
+function pageHtml({ helper }) {
+  const init = `<script src="/pages/janrain-init.js"></script>`;
+  const scripts =
+    helper === "tag-before"
+      ? [HELPER_TAG, init]
+      : helper === "tag-after"
+        ? [init, HELPER_TAG]
+        : [init, `<script type="module" src="/pages/esm-helper.js"></script>`];
+  return `<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <link rel="icon" href="data:,">
+  <title>customer page (${helper})</title>
+  ${scripts.join("\n  ")}
+</head>
+<body>
+  <h1>A customer site</h1>
+  <div id="janrainCaptureWidget"></div>
+</body>
+</html>`;
+}
+
+/** A context whose /pages/ serves the page, and whose widget script arrives late. */
+async function newContext({ helper = "tag-before", onload = "global", widgetDelayMs = WIDGET_DELAY_MS } = {}) {
+  const context = await watch.newContext(browser, server);
+  contexts.push(context);
+  context.on("close", () => {
+    context.closed = true;
+  });
+  const files = {
+    "/pages/index.html": ["text/html", pageHtml({ helper })],
+    "/pages/janrain-init.js": ["text/javascript", janrainInit({ onload })],
+    "/pages/esm-helper.js": ["text/javascript", ESM_HELPER],
+  };
+  await context.route(
+    (url) => url.pathname in files,
+    (route) => {
+      const [contentType, body] = files[new URL(route.request().url()).pathname];
+      return route.fulfill({ status: 200, contentType, body });
+    },
+  );
+  if (widgetDelayMs > 0) {
+    await context.route(
+      (url) => url.pathname === "/janrain/load.js",
+      async (route) => {
+        await sleep(widgetDelayMs); // network latency of the widget's CDN, not a wait in the test
+        await route.continue();
+      },
+    );
+  }
+  // Every request to the backend contract, by endpoint (the admin controls excluded).
+  context.backendRequests = [];
+  const opened = Date.now();
+  context.on("request", (req) => {
+    const p = new URL(req.url()).pathname;
+    if (!p.startsWith("/capture-session/") || p.startsWith("/capture-session/_admin")) return;
+    let tab = "?";
+    try {
+      tab = context.pages().indexOf(req.frame().page());
+    } catch {
+      /* a request without a frame (keepalive after unload) */
+    }
+    context.backendRequests.push(`${p} (tab ${tab}, ${Date.now() - opened} ms)`);
+  });
+  return context;
+}
+
+async function done(context) {
+  if (context.closed) return;
+  await watch.sweep(context);
+  await context.close();
+}
+
+/** Opens the page and waits until the widget has started (its screen is shown). */
+async function openPage(context) {
+  const page = await context.newPage();
+  await page.goto("/pages/index.html");
+  await page.waitForFunction(() => window.janrain?.capture?.ui?.standIn?.currentScreen?.() != null, null, { timeout: 15000 });
+  await page
+    .waitForFunction(() => typeof window.captureSession?.state === "string", null, { timeout: 10000 })
+    .catch(() => {
+      throw new Error("the helper did not attach (is dist/ or pkg/ built?)");
+    });
+  return page;
+}
+
+const pageLog = (page, name) => page.evaluate((n) => window.pageLog.filter((e) => !n || e.name === n).map((e) => e.name), name);
+
+async function serverSession(page) {
+  return page.evaluate(async () => (await fetch("/capture-session/_admin/session")).json());
+}
+
+const stats = () => server.admin.stats();
+
+/** The page's settings, as the page set them (functions and arrays aside). */
+const pageSettings = (page) =>
+  page.evaluate((keys) => Object.fromEntries(keys.map((k) => [k, window.janrain.settings.capture[k]])), Object.keys(PAGE_SETTINGS));
+
+/**
+ * The common proof: on this page a user signs in through the widget; the helper hears it (active,
+ * a start request at the server, a server session), the page's own handlers fired, its settings
+ * and onload function are as it made them, and the helper knows the backend's expiry, not the
+ * widget's 24 h.
+ */
+async function signInOnPage(context, { expectLateWidget = true, pageHearsStart = true } = {}) {
+  const page = await openPage(context);
+  await page.waitForFunction(() => janrain.capture.ui.standIn.currentScreen() === "signIn", null, { timeout: 5000 });
+  if (expectLateWidget) {
+    const onloadAfter = await page.evaluate(() => window.pageOnloadRanAt - performance.timeOrigin);
+    assert.ok(onloadAfter >= WIDGET_DELAY_MS, `the widget really arrived late (onload ran ${Math.round(onloadAfter)} ms in)`);
+  }
+  const before = await stats();
+  const active = await signIn(page);
+  assert.equal(active.detail.source, "login", "the helper heard the widget's login");
+  await page.waitForFunction(() => window.captureSession.state === "active", null, { timeout: 5000 });
+  // The start request reached the server, once, and the server holds the session.
+  await page.waitForFunction(
+    () => performance.getEntriesByType("resource").some((e) => new URL(e.name).pathname === "/capture-session/start" && e.responseEnd > 0),
+    null,
+    { timeout: 5000 },
+  );
+  const afterSignIn = await stats();
+  assert.equal(afterSignIn.start - before.start, 1, "one start request reached the server");
+  assert.equal((await serverSession(page)).exists, true, "the server has a session for this browser");
+  // The backend's expiry, not the widget's accessTokenLifeHours: 24.
+  await page.waitForFunction(
+    (lifetimeMs) => window.captureSession.expiresAt <= Date.now() + lifetimeMs + 2000,
+    LIFETIME * 1000,
+    { timeout: 5000 },
+  );
+  // The page's own handlers still fire, its settings and onload function are its own.
+  const log = await pageLog(page);
+  // (A page that calls start() before adding its handlers misses the start's own event.)
+  if (pageHearsStart) assert.ok(log.includes("onCaptureSessionNotFound"), `the page heard the widget start: ${JSON.stringify(log)}`);
+  assert.ok(log.includes("onCaptureSessionCreated"), `the page heard the session created: ${JSON.stringify(log)}`);
+  assert.ok(log.includes("onCaptureLoginSuccess"), `the page heard the login: ${JSON.stringify(log)}`);
+  assert.equal(log.filter((n) => n === "onCaptureLoginSuccess").length, 1, "the page's login handler ran once");
+  assert.deepEqual(await pageSettings(page), PAGE_SETTINGS, "the page's settings are untouched");
+  assert.equal(
+    await page.evaluate(() => window.pageOwnOnload === null || window.janrainCaptureWidgetOnLoad === window.pageOwnOnload),
+    true,
+    "the page's janrainCaptureWidgetOnLoad is its own",
+  );
+  assert.equal(await page.evaluate(() => janrain.capture.ui.standIn.currentScreen()), "editProfile");
+  assert.equal((await helperEvents(page, "active")).length, 1, "one active event for one sign-in");
+  return page;
+}
+
+// ---- 1-3: hooking survives the page, whatever the order ---------------------------------------
+
+test("template page (settings replaced after the helper's tag, widget injected late, global onload with page handlers): the helper hears the login and the page keeps its handlers and settings", async () => {
+  const context = await newContext({ helper: "tag-before", onload: "global" });
+  await signInOnPage(context);
+  await done(context);
+});
+
+test("start() called before the page adds its handlers: the helper still hears the login", async () => {
+  const context = await newContext({ helper: "tag-before", onload: "start-first" });
+  await signInOnPage(context, { pageHearsStart: false });
+  await done(context);
+});
+
+test("the page runs its own onload function (no global janrainCaptureWidgetOnLoad, polls for janrain.events): the helper still hears the login", async () => {
+  const context = await newContext({ helper: "tag-before", onload: "self-call" });
+  await signInOnPage(context);
+  await done(context);
+});
+
+test("helper script tag after janrain-init.js: the helper hears the login", async () => {
+  const context = await newContext({ helper: "tag-after", onload: "global" });
+  await signInOnPage(context);
+  await done(context);
+});
+
+test("helper as an ES module import (attached after the template ran): the helper hears the login", async () => {
+  const context = await newContext({ helper: "esm", onload: "global" });
+  await signInOnPage(context);
+  await done(context);
+});
+
+test("helper as an ES module import with a widget that arrives at once: the helper hears the login", async () => {
+  const context = await newContext({ helper: "esm", onload: "global", widgetDelayMs: 0 });
+  await signInOnPage(context, { expectLateWidget: false });
+  await done(context);
+});
+
+// ---- 4: an anonymous visitor costs nothing ---------------------------------------------------
+
+test("anonymous visitor: two page views without a sign-in make zero backend requests", async (t) => {
+  const context = await newContext({ helper: "tag-before", onload: "global" });
+  const before = await stats();
+  const page = await openPage(context);
+  await page.evaluate(() => window.captureSession.ready);
+  await page.waitForFunction(() => window.pageLog.some((e) => e.name === "onCaptureSessionNotFound"), null, { timeout: 5000 });
+  await page.waitForLoadState("networkidle");
+  await page.reload();
+  await page.waitForFunction(() => window.pageLog?.some((e) => e.name === "onCaptureSessionNotFound"), null, { timeout: 15000 });
+  await page.evaluate(() => window.captureSession.ready);
+  await page.waitForLoadState("networkidle");
+  const after = await stats();
+  const atServer = after.start + after.refresh + after.end - (before.start + before.refresh + before.end);
+  t.diagnostic(`backend requests for two anonymous page views: ${context.backendRequests.length} from the browser, ${atServer} at the server`);
+  assert.deepEqual(context.backendRequests, [], "no backend request left the browser");
+  assert.equal(atServer, 0, `no backend request reached the server (${JSON.stringify({ before, after })})`);
+  assert.equal(await page.evaluate(() => window.captureSession.state), "none");
+  assert.deepEqual(await helperEvents(page), [], "no helper event");
+  await done(context);
+});
+
+// ---- 5: a logout done by the page, deleting the widget's keys ----------------------------------
+
+const PAGE_LOGOUT_KEYS = [
+  "janrainCaptureToken",
+  "janrainCaptureToken_Expires",
+  "janrainCaptureProfileData",
+  "janrainCaptureProfileData_Expires",
+  "janrainCaptureReturnExperienceData_Expires",
+];
+
+test("the page logs out by deleting the widget's keys (no logout event): every tab ends, the backend session is ended, a reload does not sign the user back in", async (t) => {
+  const context = await newContext({ helper: "tag-before", onload: "global" });
+  const first = await signInOnPage(context);
+  const second = await openPage(context);
+  await second.waitForFunction(() => window.captureSession.state === "active", null, { timeout: 10000 });
+  const { expiresAt } = await helperState(first);
+  const before = await stats();
+
+  context.backendRequests.push("(the page deletes the keys)");
+  const removedAt = await first.evaluate((keys) => {
+    keys.forEach((k) => localStorage.removeItem(k));
+    return Date.now();
+  }, PAGE_LOGOUT_KEYS);
+  // Noticed at the latest at the next timer (the refresh at half-life) in this tab, at once in
+  // the other one (storage event).
+  for (const [name, tab] of [["the tab that deleted the keys", first], ["the other tab", second]]) {
+    await waitForEvent(tab, "ended", { since: removedAt, timeout: LIFETIME * 1000 }).catch((err) => {
+      err.message = `${name}: ${err.message}`;
+      throw err;
+    });
+  }
+  // The backend's session is gone (whichever tab sent the end request).
+  const deadline = Date.now() + 5000;
+  while ((await serverSession(first)).exists && Date.now() < deadline) await sleep(100);
+  assert.equal((await serverSession(first)).exists, false, "the server no longer has the session");
+  const ended = await stats();
+  t.diagnostic(`end requests at the server: ${ended.end - before.end}`);
+  assert.ok(ended.end - before.end >= 1, "an end request reached the server");
+
+  // A reload finds nothing to bring back; nor does the other tab, past the time the old token
+  // would have been refreshed and then expired.
+  await first.reload();
+  await first.waitForFunction(() => window.pageLog?.some((e) => e.name === "onCaptureSessionNotFound"), null, { timeout: 15000 });
+  await first.evaluate(() => window.captureSession.ready);
+  await first.waitForFunction((t) => Date.now() > t + 1000, expiresAt, { timeout: LIFETIME * 1000 + 5000 });
+  const later = await stats();
+  assert.equal(later.refresh, ended.refresh, `no refresh after the logout; requests: ${context.backendRequests.join(", ")}`);
+  assert.equal(later.start, ended.start, "no start after the logout");
+  for (const [name, tab] of [["reloaded tab", first], ["other tab", second]]) {
+    assert.notEqual((await helperState(tab)).state, "active", `${name} is not signed in`);
+    assert.equal((await storedSession(tab)).token, null, `${name}: no token in storage`);
+    const revived = (await helperEvents(tab)).filter((e) => e.t > removedAt && (e.type === "active" || e.type === "refreshed"));
+    assert.deepEqual(revived, [], `${name}: nothing brought the session back`);
+  }
+  assert.equal(await first.evaluate(() => janrain.capture.ui.standIn.currentScreen()), "signIn");
+  assert.equal((await serverSession(first)).exists, false, "still no server session");
+  await done(context);
+});
+
+// ---- 6: refresh before expiry, and sign-out in one tab ends all ----------------------------------
+
+test("template page, two tabs: the token is refreshed before it expires (despite accessTokenLifeHours: 24), and signing out in one tab ends both", async () => {
+  const context = await newContext({ helper: "tag-before", onload: "global" });
+  const first = await signInOnPage(context);
+  const second = await openPage(context);
+  await second.waitForFunction(() => window.captureSession.state === "active", null, { timeout: 10000 });
+  const old = await helperState(first);
+  const oldToken = (await storedSession(first)).token;
+  const before = await stats();
+  context.backendRequests.push("(second tab active)");
+
+  // Wait for the next expiry in the first tab, whichever tab ran the refresh.
+  await first.waitForFunction(
+    (prev) => window.captureSession.state === "active" && window.captureSession.expiresAt > prev,
+    old.expiresAt,
+    { timeout: LIFETIME * 1000 + 5000, polling: 100 },
+  );
+  const refreshedAt = Date.now();
+  assert.ok(refreshedAt < old.expiresAt, "refreshed before the old token expired");
+  await second.waitForFunction((prev) => window.captureSession.expiresAt > prev, old.expiresAt, { timeout: 3000 });
+  const afterRefresh = await stats();
+  assert.equal(afterRefresh.refresh - before.refresh, 1, `one refresh request for two tabs; requests: ${context.backendRequests.join(", ")}`);
+  const [a, b] = [await helperState(first), await helperState(second)];
+  assert.equal(b.state, "active");
+  assert.ok(Math.abs(a.expiresAt - b.expiresAt) < 1500, `both tabs know the new expiry (off by ${a.expiresAt - b.expiresAt} ms)`);
+  const token = (await storedSession(first)).token;
+  assert.ok(token && token !== oldToken, "a new token is stored");
+  for (const tab of [first, second]) {
+    assert.equal(await tab.evaluate(() => janrain.capture.ui.hasActiveSession()), true, "the widget has a live session");
+  }
+  await watch.sweep(context);
+
+  // Sign out with the widget's button in the second tab: both tabs end, the server forgets it.
+  const since = await second.evaluate(() => Date.now());
+  await second.click("#capture_signOut");
+  for (const tab of [second, first]) {
+    await waitForEvent(tab, "ended", { since, timeout: 5000 });
+    await tab.waitForFunction(() => janrain.capture.ui.standIn.currentScreen() === "signIn", null, { timeout: 5000 });
+    assert.equal(await tab.evaluate(() => janrain.capture.ui.hasActiveSession()), false);
+  }
+  const deadline = Date.now() + 5000;
+  while ((await serverSession(first)).exists && Date.now() < deadline) await sleep(100);
+  assert.equal((await serverSession(first)).exists, false, "the server no longer has the session");
+  assert.ok((await stats()).end - afterRefresh.end >= 1, "an end request reached the server");
+  assert.ok((await pageLog(first, "onCaptureSessionEnded")).length >= 1, "the page's own handler heard the sign-out");
+  await done(context);
+});
+
+test("no token, code or session id appears in the browser console or the server log", async () => {
+  assert.ok(watch.secrets.size >= 3, `the suite saw tokens to look for (${watch.secrets.size})`);
+  watch.assertNoLeaks(server.log());
+});
