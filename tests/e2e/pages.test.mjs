@@ -3,9 +3,11 @@
 // tag and injects the widget's script, which arrives late; a global `janrainCaptureWidgetOnLoad`
 // that registers the page's own handlers and calls `start()` (or calls `start()` first, or is a
 // local function the page runs itself); the helper as a script tag before or after the template,
-// or as an ES module; a page that logs out by deleting the widget's keys. Each test proves the
-// helper still hears the login, refreshes before expiry, ends the session everywhere, and leaves
-// the page's own handlers and settings alone. Requests are counted at the server.
+// or as an ES module; a page that logs out by deleting the widget's keys (with the backend's end
+// endpoint up, or down across page loads); a second sign-in after a sign-out; a polluted
+// Object.prototype; a backend that answers 307. Each test proves the helper still hears the
+// login, refreshes before expiry, ends the session everywhere and for good, and leaves the
+// page's own handlers and settings alone. Requests are counted at the server.
 //
 // The pages are HTML strings served under /pages/ by Playwright (same origin as the server);
 // the widget is the stand-in at /janrain/load.js, delayed in the network like a CDN script.
@@ -154,15 +156,19 @@ window.captureSession = CaptureSession.attach({
 const HELPER_TAG = `<script src="/dist/capture-session.js" data-refresh-url="/capture-session/refresh"
           data-start-url="/capture-session/start" data-end-url="/capture-session/end"></script>`;
 
-/** helper: "tag-before" | "tag-after" (the template) | "esm". */
-function pageHtml({ helper }) {
+/**
+ * helper: "tag-before" | "tag-after" (the template) | "esm"; helperTag replaces the tag;
+ * prelude: a script the page runs before any other.
+ */
+function pageHtml({ helper, helperTag = HELPER_TAG, prelude = null }) {
   const init = `<script src="/pages/janrain-init.js"></script>`;
   const scripts =
     helper === "tag-before"
-      ? [HELPER_TAG, init]
+      ? [helperTag, init]
       : helper === "tag-after"
-        ? [init, HELPER_TAG]
+        ? [init, helperTag]
         : [init, `<script type="module" src="/pages/esm-helper.js"></script>`];
+  if (prelude) scripts.unshift(`<script src="/pages/prelude.js"></script>`);
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -179,14 +185,15 @@ function pageHtml({ helper }) {
 }
 
 /** A context whose /pages/ serves the page, and whose widget script arrives late. */
-async function newContext({ helper = "tag-before", onload = "global", widgetDelayMs = WIDGET_DELAY_MS } = {}) {
+async function newContext({ helper = "tag-before", onload = "global", widgetDelayMs = WIDGET_DELAY_MS, helperTag, prelude } = {}) {
   const context = await watch.newContext(browser, server);
   contexts.push(context);
   context.on("close", () => {
     context.closed = true;
   });
   const files = {
-    "/pages/index.html": ["text/html", pageHtml({ helper })],
+    "/pages/index.html": ["text/html", pageHtml({ helper, helperTag, prelude })],
+    "/pages/prelude.js": ["text/javascript", prelude || ""],
     "/pages/janrain-init.js": ["text/javascript", janrainInit({ onload })],
     "/pages/esm-helper.js": ["text/javascript", ESM_HELPER],
   };
@@ -424,6 +431,50 @@ test("the page logs out by deleting the widget's keys (no logout event): every t
   await done(context);
 });
 
+test("the page deletes the keys and navigates while the backend's end endpoint is down: the end is retried across page loads until confirmed, and nothing signs the user back in meanwhile", async (t) => {
+  const context = await newContext();
+  const page = await signInOnPage(context);
+  const { expiresAt } = await helperState(page);
+  const before = await stats();
+  await server.admin.outage({ mode: "503", retryAfter: 1, endpoints: ["end"] });
+  try {
+    const removedAt = await page.evaluate((keys) => {
+      keys.forEach((k) => localStorage.removeItem(k));
+      return Date.now();
+    }, PAGE_LOGOUT_KEYS);
+    await page.reload(); // the page's own logout link: delete the keys, then navigate
+    await page.waitForFunction(() => window.pageLog?.some((e) => e.name === "onCaptureSessionNotFound"), null, { timeout: 15000 });
+    // The end is attempted (and refused) while the user is on the reloaded page.
+    const deadline = Date.now() + 10000;
+    while ((await stats()).end === before.end && Date.now() < deadline) await sleep(100);
+    assert.ok((await stats()).end > before.end, "an end request reached the (failing) backend");
+    assert.equal((await serverSession(page)).exists, true, "the outage kept the server session");
+    // Another page load while the logout is still pending, past the old token's refresh time.
+    await page.reload();
+    await page.waitForFunction(() => window.pageLog?.some((e) => e.name === "onCaptureSessionNotFound"), null, { timeout: 15000 });
+    await page.waitForFunction((t) => Date.now() > t, expiresAt, { timeout: LIFETIME * 1000 + 5000 });
+    const pending = await stats();
+    assert.equal(pending.refresh, before.refresh, `no refresh while the logout is pending; requests: ${context.backendRequests.join(", ")}`);
+    assert.equal(pending.start, before.start, "no start while the logout is pending");
+    assert.notEqual((await helperState(page)).state, "active", "not signed back in");
+    assert.equal((await storedSession(page)).token, null, "no token in storage");
+    t.diagnostic(`end requests refused during the outage: ${pending.end - before.end}`);
+    assert.ok(pending.end - before.end >= 2, "the end was retried across the page loads");
+    // The backend is back: the retried end is confirmed and the server forgets the session.
+    await server.admin.outage({ mode: "off" });
+    const confirmBy = Date.now() + 20000;
+    while ((await serverSession(page)).exists && Date.now() < confirmBy) await sleep(200);
+    assert.equal((await serverSession(page)).exists, false, `the retried end ended the server session; requests: ${context.backendRequests.join(", ")}`);
+    const revived = (await helperEvents(page)).filter((e) => e.t > removedAt && (e.type === "active" || e.type === "refreshed"));
+    assert.deepEqual(revived, [], "nothing brought the session back");
+    const final = await stats();
+    assert.equal(final.refresh, before.refresh, "no refresh at all after the logout");
+  } finally {
+    await server.admin.outage({ mode: "off" });
+  }
+  await done(context);
+});
+
 // ---- 6: refresh before expiry, and sign-out in one tab ends all ----------------------------------
 
 test("template page, two tabs: the token is refreshed before it expires (despite accessTokenLifeHours: 24), and signing out in one tab ends both", async () => {
@@ -470,6 +521,96 @@ test("template page, two tabs: the token is refreshed before it expires (despite
   assert.equal((await serverSession(first)).exists, false, "the server no longer has the session");
   assert.ok((await stats()).end - afterRefresh.end >= 1, "an end request reached the server");
   assert.ok((await pageLog(first, "onCaptureSessionEnded")).length >= 1, "the page's own handler heard the sign-out");
+  await done(context);
+});
+
+// ---- more of what real pages do -----------------------------------------------------------------
+
+/**
+ * Paths of every request the browser sends under `prefix` (on any origin), redirects included
+ * (Playwright's routes do not see a redirect's second request; its request events do). They
+ * reach the real server, which has no such path.
+ */
+function requestsTo(context, prefix) {
+  const seen = [];
+  context.on("request", (req) => {
+    const p = new URL(req.url()).pathname;
+    if (p.startsWith(prefix)) seen.push(p);
+  });
+  return seen;
+}
+
+test("signing in again in one tab brings the other, ended tab back to active", async () => {
+  const context = await newContext();
+  const first = await signInOnPage(context);
+  const second = await openPage(context);
+  await second.waitForFunction(() => window.captureSession.state === "active", null, { timeout: 10000 });
+  const endedAt = await first.evaluate(() => Date.now());
+  await first.click("#capture_signOut");
+  for (const tab of [first, second]) await waitForEvent(tab, "ended", { since: endedAt, timeout: 5000 });
+  await second.waitForFunction(() => janrain.capture.ui.standIn.currentScreen() === "signIn", null, { timeout: 5000 });
+
+  const before = await stats();
+  await signIn(second);
+  const back = await waitForEvent(first, "active", { since: endedAt, timeout: 5000 });
+  assert.ok(["tab", "storage"].includes(back.detail.source), `the ended tab heard it from the other tab (source ${back.detail.source})`);
+  for (const [name, tab] of [["the tab that signed in", second], ["the ended tab", first]]) {
+    await tab.waitForFunction(() => window.captureSession.state === "active", null, { timeout: 5000 }).catch((err) => {
+      err.message = `${name}: ${err.message}`;
+      throw err;
+    });
+  }
+  const [a, b] = [await helperState(first), await helperState(second)];
+  assert.ok(Math.abs(a.expiresAt - b.expiresAt) < 1500, `both tabs know the new expiry (off by ${a.expiresAt - b.expiresAt} ms)`);
+  assert.equal((await stats()).start - before.start, 1, "one start request for the new sign-in");
+  assert.equal((await serverSession(first)).exists, true, "the server has the new session");
+  await done(context);
+});
+
+test("a polluted Object.prototype (startUrl, endUrl, refreshUrl, allowedOrigins) sends nothing elsewhere", async () => {
+  const context = await newContext({
+    // The tag names no end URL: a config read that looks past own properties would find one.
+    helperTag: `<script src="/dist/capture-session.js" data-refresh-url="/capture-session/refresh"
+          data-start-url="/capture-session/start"></script>`,
+    prelude: `(function () {
+  var evil = "http://localhost:" + location.port + "/evil";
+  Object.prototype.refreshUrl = evil + "/refresh";
+  Object.prototype.startUrl = evil + "/start";
+  Object.prototype.endUrl = evil + "/end";
+  Object.prototype.allowedOrigins = ["http://localhost:" + location.port];
+})();`,
+  });
+  const stolen = requestsTo(context, "/evil/");
+  const page = await signInOnPage(context);
+  assert.equal(await page.evaluate(() => ({}).endUrl !== undefined), true, "the prototype really is polluted");
+  const before = await stats();
+  await page.evaluate(() => window.captureSession.refresh());
+  assert.equal((await stats()).refresh - before.refresh, 1, "the refresh went to the configured refreshUrl");
+  const since = await page.evaluate(() => Date.now());
+  await page.click("#capture_signOut");
+  await waitForEvent(page, "ended", { since, timeout: 5000 });
+  assert.deepEqual(stolen, [], "no request went to the prototype's URLs");
+  assert.ok(context.backendRequests.every((r) => r.startsWith("/capture-session/")), context.backendRequests.join(", "));
+  await done(context);
+});
+
+test("a 307 from the backend's refresh endpoint is a failed refresh: the token is not replayed to the redirect target", async () => {
+  const context = await newContext();
+  const page = await signInOnPage(context);
+  const followed = requestsTo(context, "/evil/");
+  await context.route(
+    (url) => url.pathname === "/capture-session/refresh",
+    (route) => route.fulfill({ status: 307, headers: { Location: `http://localhost:${server.port}/evil/refresh` }, body: "" }),
+  );
+  const since = await page.evaluate(() => Date.now());
+  const outcome = await page.evaluate(() => window.captureSession.refresh().then(() => "resolved", (e) => `rejected ${e && e.code}`));
+  const failed = await waitForEvent(page, "refresh-failed", { since, timeout: 5000 });
+  assert.ok(failed.detail.reason, `refresh-failed says why (${JSON.stringify(failed.detail)})`);
+  assert.notEqual(outcome, "resolved", "refresh() did not succeed through a redirect");
+  assert.deepEqual(followed, [], "the redirect was not followed");
+  // Control: the browser's default (redirect: "follow") would have followed it.
+  await page.evaluate(() => fetch("/capture-session/refresh", { method: "POST", body: "{}" }).catch(() => null));
+  assert.deepEqual(followed, ["/evil/refresh"], "a plain fetch follows the same 307");
   await done(context);
 });
 
