@@ -80,10 +80,27 @@ const PAGE_EVENTS = [
  * window, start() before the handlers), "self-call" (a local function the page runs itself once
  * janrain.events exists, polling like the Drupal 8 modules).
  */
-function janrainInit({ onload, settings = PAGE_SETTINGS }) {
+function janrainInit({ onload, settings = PAGE_SETTINGS, drupal = false }) {
   const assignments = Object.entries(settings)
     .map(([k, v]) => `  janrain.settings.capture.${k} = ${JSON.stringify(v)};`)
     .join("\n");
+  // Drupal behaviours: attach again at DOM ready and on window load (and after every AJAX
+  // call), each time replacing janrain.settings, after the widget's script was inserted.
+  const reattach = drupal
+    ? `
+(function () {
+  function attachBehaviours() {
+    window.janrain.settings = {};
+    window.janrain.settings.capture = {};
+    janrain.settings.capture.redirectUri = window.location.origin + "/";
+${assignments}
+    (window.pageBehaviourAttaches = window.pageBehaviourAttaches || []).push(Date.now());
+  }
+  document.addEventListener("DOMContentLoaded", attachBehaviours);
+  window.addEventListener("load", attachBehaviours);
+  setTimeout(attachBehaviours, 700);
+})();`
+    : "";
   const handlers = `
   function addPageHandlers() {
     ${JSON.stringify(PAGE_EVENTS)}.forEach(function (name) {
@@ -153,6 +170,7 @@ ${assignments}
   var s = document.getElementsByTagName("script")[0];
   s.parentNode.insertBefore(e, s);
 })();
+${reattach.trim()}
 ${handlers.trim()}
 ${onloads[onload].trim()}
 `;
@@ -207,6 +225,7 @@ async function newContext({
   helperTag,
   prelude,
   settings = PAGE_SETTINGS,
+  drupal = false,
 } = {}) {
   const context = await watch.newContext(browser, server);
   contexts.push(context);
@@ -216,7 +235,7 @@ async function newContext({
   const files = {
     "/pages/index.html": ["text/html", pageHtml({ helper, helperTag, prelude })],
     "/pages/prelude.js": ["text/javascript", prelude || ""],
-    "/pages/janrain-init.js": ["text/javascript", janrainInit({ onload, settings })],
+    "/pages/janrain-init.js": ["text/javascript", janrainInit({ onload, settings, drupal })],
     "/pages/esm-helper.js": ["text/javascript", ESM_HELPER],
   };
   await context.route(
@@ -352,6 +371,16 @@ test("start() called before the page adds its handlers: the helper still hears t
 test("the page runs its own onload function (no global janrainCaptureWidgetOnLoad, polls for janrain.events): the helper still hears the login", async () => {
   const context = await newContext({ helper: "tag-before", onload: "self-call" });
   await signInOnPage(context);
+  await done(context);
+});
+
+test("Drupal-style page that replaces janrain.settings again on every behaviour attach, after the widget's script was inserted: the helper hears the login", async () => {
+  const context = await newContext({ drupal: true });
+  const page = await signInOnPage(context);
+  // Between the widget's insertion and its arrival the helper's entry in the settings was wiped
+  // (no DOM change after that to tell the helper).
+  const wipes = await page.evaluate(() => window.pageBehaviourAttaches.filter((t) => t < window.pageOnloadRanAt).length);
+  assert.ok(wipes >= 2, `the page replaced its settings ${wipes} times before the widget ran`);
   await done(context);
 });
 
