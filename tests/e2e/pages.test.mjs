@@ -416,17 +416,11 @@ test("template page in code mode, helper tag after janrain-init.js: the code is 
   await codeModeScenario("tag-after");
 });
 
-// Known bug: the helper reads janrain.settings.capture.responseType once, in attach(). With its
-// tag before janrain-init.js the settings do not exist yet, so it settles on token mode; the
-// template then sets responseType 'code', and the code-mode login is rejected with the warning
-// bad_widget_event "login event without a usable accessToken": no start request, no session.
-test(
-  "template page in code mode, helper tag before janrain-init.js: the code is exchanged at the backend and the widget gets the token",
-  { todo: "helper bug: the mode is read from janrain.settings at attach(), before the template sets responseType" },
-  async () => {
-    await codeModeScenario("tag-before");
-  },
-);
+// The template sets responseType 'code' after the helper's tag attached: the login event's code
+// says code mode (the page gave the helper no `mode`).
+test("template page in code mode, helper tag before janrain-init.js: the code is exchanged at the backend and the widget gets the token", async () => {
+  await codeModeScenario("tag-before");
+});
 
 // ---- 4: an anonymous visitor costs nothing ---------------------------------------------------
 
