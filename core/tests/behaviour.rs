@@ -621,6 +621,32 @@ fn a_token_gets_at_most_one_proactive_refresh_then_ends_expired() {
 
 // ----- 4. reactive refresh ------------------------------------------------
 
+/// Without `crossTab`, tabs racing one expiry do not coordinate: a timer's
+/// refresh names the tab's own token, so that the backend hands back the
+/// newer token another tab already got instead of minting again; a widget
+/// complaint names the token the widget holds (storage's).
+#[test]
+fn without_cross_tab_a_timer_names_its_own_token_a_complaint_the_widgets() {
+    let mut c = config();
+    c.cross_tab = false;
+    let mut w = tab_with_token(c.clone(), "SECRET-own", 60 * MIN);
+    let due = w.next_deadline().expect("a refresh is scheduled");
+    w.advance(due - w.now - 1);
+    // Another tab's refresh, a moment ago: its token is in storage.
+    w.store("SECRET-newer", w.now + 60 * MIN);
+    w.advance(1);
+    let named = |w: &World| match w.pending(0).map(|f| &f.request) {
+        Some(Request::Refresh(r)) => r.replace,
+        other => panic!("expected a refresh, got {other:?}"),
+    };
+    assert_eq!(named(&w), Some(Fingerprint::of("SECRET-own")));
+
+    let mut w = tab_with_token(c, "SECRET-own", 60 * MIN);
+    w.store("SECRET-newer", w.now + 60 * MIN);
+    w.input(0, expired("editProfile"));
+    assert_eq!(named(&w), Some(Fingerprint::of("SECRET-newer")));
+}
+
 #[test]
 fn reactive_refresh_then_create_session_then_render_screen() {
     let mut w = tab_with_token(config(), "SECRET-stored", 60 * MIN);

@@ -90,20 +90,42 @@ impl Engine {
         }
     }
 
-    /// Sends the work's request. A refresh names the token the page holds
-    /// (the newest one this tab knows) and says whether the user was there.
+    /// Sends the work's request. A refresh names the token it replaces and
+    /// says whether the user was there.
+    ///
+    /// The token named: the widget's, as storage shows it (the newest this
+    /// tab knows), when the widget complained about it or when tabs
+    /// coordinate (the lock holder has seen every newer token). Without
+    /// `crossTab` a timer names this tab's own: another uncoordinated tab's
+    /// newer token in storage is then the one the backend hands back, and
+    /// naming that one instead would make the backend mint again for each
+    /// tab racing the expiry.
     pub(super) fn send(&mut self) {
         if self.logout_pending() {
             // Every path that sends checks this; a last guard.
             return self.next_attempt();
         }
         let id = self.new_id();
-        let replace = self
-            .seen
-            .token
-            .as_ref()
-            .or(self.current_token())
-            .map(|t| fingerprint(t.expose()));
+        let widget_complained = matches!(
+            self.work,
+            Some(Work {
+                job: Job::Refresh(
+                    RefreshTrigger::ExpiredToken
+                        | RefreshTrigger::InvalidToken
+                        | RefreshTrigger::AccessDenied
+                        | RefreshTrigger::SaveFailed
+                ),
+                ..
+            })
+        );
+        let stored = self.seen.token.as_ref();
+        let own = self.current_token();
+        let replace = if self.config.cross_tab || widget_complained {
+            stored.or(own)
+        } else {
+            own.or(stored)
+        }
+        .map(|t| fingerprint(t.expose()));
         let interactive = self.visible || self.seen_by_user;
         self.replacing = replace;
         let Some(work) = &mut self.work else { return };
