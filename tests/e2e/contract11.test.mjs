@@ -1,7 +1,7 @@
 // Contract 1.1 refresh semantics in a real browser (issue 11's end-to-end tests):
 // - `replace`: a token killed at the simulator is replaced at the next refresh, never handed
 //   back, and ten tabs racing one expiry still cost one upstream token call, with the helper's
-//   cross-tab lock and (todo: a helper bug, see CASCADE) without it;
+//   cross-tab lock and without it;
 // - `interactive`: a hidden tab's background refreshes say `interactive: false` and do not keep
 //   an idle session alive, while a visible tab's refreshes do.
 // Each test has its own server (its own lifetimes, fresh simulator counters).
@@ -253,18 +253,12 @@ test("a token killed at the simulator is replaced at the next refresh, not hande
 // The same race without the helper's coordination (`crossTab: false`: no Web Lock, no
 // announcements; the tabs still share the widget's localStorage): each tab refreshes at the
 // expiry on its own, so the refreshes reach the server, a few hundred ms apart in headless
-// Chromium. Expected: one upstream call, every tab ends up with its token. Found: each tab's
-// `replace` names the newest token in storage (the previous tab's fresh one, seen but not yet
-// adopted: unannounced news waits NEWS_GRACE_MS = 1 s), so the server, as the contract says,
-// takes the page to be done with it and mints again, once per tab.
+// Chromium. Each names its own expiring token (not the newer one another tab already stored),
+// so the server hands that newer token back instead of minting again: one upstream call.
 const RACE_LIFETIME = 20;
-const CASCADE =
-  "helper bug: with crossTab false a proactive refresh names the newest token in storage " +
-  "(another tab's fresh, not yet adopted one) instead of the expiring one, so every tab mints anew";
 
 test(
   "ten tabs that do not coordinate (crossTab: false) race a killed token's expiry: one upstream token call, every tab gets the same new token",
-  { todo: CASCADE },
   async (t) => {
     const server = await newServer({ tokenLifetime: RACE_LIFETIME });
     const context = await watch.newContext(browser, server);
