@@ -103,14 +103,7 @@ impl Engine {
         match self.pending {
             Some(PendingNews::Announced(a)) if a.fingerprint == fp => {
                 self.drop_pending();
-                self.apply_news(
-                    Some(a.sign_in),
-                    Some(a.kind),
-                    token,
-                    a.expires_at,
-                    true,
-                    now,
-                );
+                self.apply_announced(a, token, now);
             }
             Some(PendingNews::SigningIn(f) | PendingNews::Unannounced(f)) if f == fp => {}
             _ => {
@@ -183,7 +176,7 @@ impl Engine {
         match self.seen.token.clone() {
             Some(t) if fingerprint(t.expose()) == a.fingerprint => {
                 self.drop_pending();
-                self.apply_news(Some(a.sign_in), Some(a.kind), t, a.expires_at, true, now);
+                self.apply_announced(a, t, now);
             }
             _ => {
                 // Our copy of storage has not caught up yet.
@@ -240,6 +233,18 @@ impl Engine {
         {
             self.send();
         }
+    }
+
+    /// [`Engine::apply_news`] with what an announcement says.
+    fn apply_announced(&mut self, a: Announcement, token: AccessToken, now: Millis) {
+        self.apply_news(
+            Some(a.sign_in),
+            Some(a.kind),
+            token,
+            a.expires_at,
+            true,
+            now,
+        );
     }
 
     /// News of another tab's token, both halves in: adopt it, or correct the
@@ -422,14 +427,7 @@ impl Engine {
                 match self.pending {
                     Some(PendingNews::Announced(a)) if a.fingerprint == fp => {
                         self.drop_pending();
-                        self.apply_news(
-                            Some(a.sign_in),
-                            Some(a.kind),
-                            token,
-                            a.expires_at,
-                            true,
-                            now,
-                        );
+                        self.apply_announced(a, token, now);
                     }
                     _ => {
                         // Hold the lock until its news comes (or the wait ends).
