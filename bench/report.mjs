@@ -78,7 +78,7 @@ function sizesSection(s) {
     rows.push(row(c.version ? `${name} ${c.version}` : name, `esbuild ${s.esbuild} bundle of \`${c.import ?? name}\``, c));
   }
   lines.push(table(["what", "measured as", "raw KiB", "gzip -9 KiB", "brotli KiB"], rows), "");
-  lines.push("Each file a browser fetches separately is compressed on its own and the sizes added up. Target: ESM package at most 40 KiB gzip.", "");
+  lines.push("Each file a browser fetches separately is compressed on its own and the sizes added up. Target: ESM package at most 46 KiB gzip (issue 13; stretch 40), the script-tag file within 3 KiB of it.", "");
   return lines.join("\n");
 }
 
@@ -255,7 +255,7 @@ function summarySection(r) {
   const rows = [];
   const kibOf = (x) => (x && !x.notMeasured ? `${kib(x.gzip)} KiB` : "not measured");
   const esm = r.sizes.captureSession?.esm;
-  rows.push(["ESM package, gzip -9 (wasm + glue)", kibOf(esm), "at most 40 KiB (issue 7)"]);
+  rows.push(["ESM package, gzip -9 (wasm + glue)", kibOf(esm), "at most 46 KiB (issue 13), stretch 40"]);
   rows.push(["script-tag file, gzip -9", kibOf(r.sizes.captureSession?.scriptTag), "–"]);
   const st = r.browser.startup;
   const h = st?.libraries ? startupHeadline(st.libraries) : null;
