@@ -21,11 +21,17 @@ impl Engine {
             )
             || (matches!(cause, EndCause::Logout(_)) && self.heard.is_some());
         // The session's token, and what this tab saw of a sign-in under way
-        // elsewhere, end with it: their news does not bring it back.
-        self.disowned.clear();
+        // elsewhere, end with it: their news does not bring it back. (What
+        // earlier ends disowned stays disowned.) An expiry ends only this
+        // tab's token: another tab's refresh of the same sign-in revives it.
+        let sign_in = if cause == EndCause::Expired {
+            None
+        } else {
+            self.sign_in.take()
+        };
         let mut ended = [
             ours.as_ref().map(|t| fingerprint(t.expose())),
-            self.sign_in.take(),
+            sign_in,
             None,
             None,
             None,
@@ -44,7 +50,8 @@ impl Engine {
             // show it: the widget's sign-out link removed it first).
             ended[4] = self.heard.take();
         }
-        self.disown(&ended.map(|fp| fp.unwrap_or(0)));
+        let ended = ended.map(|fp| fp.unwrap_or(0));
+        self.disown(&ended);
         self.cancel_work();
         self.render_screen = None;
         self.pending = None;
@@ -87,11 +94,16 @@ impl Engine {
         if (cause.tells_tabs() && had_session || cause == EndCause::Tab && announced)
             && self.config.cross_tab
         {
-            let mut ended: Disowned = [0; 4];
-            for (slot, fp) in ended.iter_mut().zip(&self.disowned) {
-                *slot = *fp;
+            // What this end disowned (the first four distinct ones).
+            let mut news: Disowned = [0; 4];
+            let mut n = 0;
+            for &fp in &ended {
+                if fp != 0 && n < news.len() && !news[..n].contains(&fp) {
+                    news[n] = fp;
+                    n += 1;
+                }
             }
-            self.push(Action::Broadcast(TabMessage::SessionEnded(ended)));
+            self.push(Action::Broadcast(TabMessage::SessionEnded(news)));
         }
         self.emit(Event::Ended {
             reason: cause.reason(),

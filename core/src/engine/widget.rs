@@ -145,9 +145,9 @@ impl Engine {
         }
     }
 
-    /// A new login supersedes whatever was under way.
+    /// A new login supersedes whatever was under way. (What a logout
+    /// disowned stays disowned: late news of it must not replace this one.)
     fn begin_login(&mut self) {
-        self.disowned.clear();
         self.heard = None;
         self.cancel_work();
         self.render_screen = None;
