@@ -45,7 +45,10 @@ async function startSimulator() {
 async function startServer(sim, store, name) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
+  // --simulate: --insecure-localhost-cookies is a development switch, allowed
+  // only with it (the Capture URL is the standalone simulator on loopback).
   const child = start(name, bin, [
+    "--simulate",
     "--listen", `127.0.0.1:${port}`,
     "--capture-url", sim.base,
     "--issuer-client-id", SIM_CLIENT_ID,

@@ -252,3 +252,32 @@ pub async fn session_info(State(app): State<AppState>, headers: HeaderMap) -> Re
         }
     }
 }
+
+/// Middleware of every admin and fault route (the contract's `_admin` and the
+/// simulator's): answers `403` unless the request's `Host` is loopback
+/// (127.0.0.0/8, `::1`, `localhost`), so a page on another site cannot reach
+/// them through DNS rebinding and a server listening on all interfaces does
+/// not offer them to the network by name.
+pub async fn loopback_host_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    if host
+        .as_deref()
+        .is_some_and(crate::settings::host_header_is_loopback)
+    {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": "forbidden", "message": "admin routes answer only on a loopback Host"})),
+        )
+            .into_response()
+    }
+}

@@ -1,6 +1,6 @@
 //! Assembles the server: state, routes, listener.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -74,6 +74,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     local_addr: SocketAddr,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -133,6 +134,7 @@ impl Server {
         };
         let static_dirs = settings.static_dirs.clone();
         let simulate = settings.simulate;
+        let shutdown_timeout = settings.shutdown_timeout;
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -146,6 +148,7 @@ impl Server {
             listener,
             router,
             local_addr,
+            shutdown_timeout,
         })
     }
 
@@ -154,14 +157,13 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, then stops accepting connections
+    /// and lets in-flight requests finish for up to `--shutdown-timeout`.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        serve_gracefully(self.listener, self.router, shutdown, self.shutdown_timeout).await
     }
 
     /// Serves in a background task (tests); stop it with [`RunningServer::stop`].
@@ -251,7 +253,8 @@ fn routes(
                 "/capture-session/_admin/outage",
                 get(admin::get_outage).post(admin::set_outage),
             )
-            .route("/capture-session/_admin/session", get(admin::session_info));
+            .route("/capture-session/_admin/session", get(admin::session_info))
+            .route_layer(axum::middleware::from_fn(admin::loopback_host_only));
     }
     let mut router = router.with_state(state);
     if let Some(sim) = simulator {
@@ -288,7 +291,43 @@ pub async fn run_simulator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = sim::router(Simulator::new(config));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_gracefully(listener, router, shutdown, SIMULATOR_SHUTDOWN_TIMEOUT).await
+}
+
+/// How long the standalone simulator lets in-flight requests run at shutdown.
+const SIMULATOR_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` until `shutdown`; then the listener closes (new
+/// connections are refused), idle keep-alive connections are closed, and
+/// requests in flight get up to `grace` to finish. Requests still running
+/// after that are dropped; either way the result is `Ok`, so the process
+/// exits 0.
+async fn serve_gracefully(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (begun_tx, begun_rx) = oneshot::channel::<()>();
+    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = begun_tx.send(());
+    });
+    let deadline = async move {
+        if begun_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve.into_future() => served,
+        () = deadline => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "requests still in flight at the end of the shutdown timeout were dropped"
+            );
+            Ok(())
+        }
+    }
 }

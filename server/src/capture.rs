@@ -329,6 +329,37 @@ pub fn parse_reply(status: u16, body: &[u8]) -> Result<Map<String, Value>, Captu
     }
 }
 
+/// The longest token lifetime taken from Capture's `expires_in` (one day):
+/// a larger value, however written, counts as this (the page then refreshes
+/// early, never late), so no arithmetic on it can overflow.
+pub const MAX_EXPIRES_IN_SECS: u64 = 24 * 3600;
+
+/// `expires_in` as a number of seconds in `1..=MAX_EXPIRES_IN_SECS`: an
+/// integer, a float (rounded down) or a string of either; zero, negative,
+/// NaN and unreadable values count as absent (the configured lifetime).
+fn parse_expires_in(v: &Value) -> Option<u64> {
+    let secs = match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(float_secs)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(float_secs))
+        }
+        _ => None,
+    }?;
+    (secs > 0).then(|| secs.min(MAX_EXPIRES_IN_SECS))
+}
+
+fn float_secs(f: f64) -> Option<u64> {
+    if !f.is_finite() || f < 1.0 {
+        return None;
+    }
+    // Capped before the cast, which saturates anyway.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(f.min(MAX_EXPIRES_IN_SECS as f64) as u64)
+}
+
 fn parse_grant(reply: &Map<String, Value>) -> Result<Grant, CaptureError> {
     let access_token = reply
         .get("access_token")
@@ -342,13 +373,7 @@ fn parse_grant(reply: &Map<String, Value>) -> Result<Grant, CaptureError> {
         .and_then(Value::as_str)
         .filter(|t| capture_session_core::token::is_plausible_token(t))
         .map(RefreshToken::new);
-    let expires_in = reply
-        .get("expires_in")
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .filter(|n| *n > 0);
+    let expires_in = reply.get("expires_in").and_then(parse_expires_in);
     Ok(Grant {
         access_token: AccessToken::new(access_token),
         expires_in,

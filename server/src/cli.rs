@@ -49,13 +49,17 @@ pub struct ServerArgs {
 
     /// Serve the demo: run the Identity Cloud simulator in-process under /sim
     /// (and use it as the Capture server), serve www/ at /, /pkg/ and /dist/,
-    /// and enable the /capture-session/_admin endpoints. On a loopback address
-    /// this also turns on --insecure-localhost-cookies.
+    /// and enable the /capture-session/_admin endpoints (answered only to a
+    /// loopback Host). On a loopback address this also turns on
+    /// --insecure-localhost-cookies. Development only: refused with a
+    /// --capture-url off loopback.
     #[arg(long, env = "CAPTURE_SESSION_SIMULATE")]
     pub simulate: bool,
 
     /// Capture server base URL, e.g. https://example.us.janraincapture.com
-    /// (required unless --simulate).
+    /// (required unless --simulate). http:// only on a loopback host
+    /// (127.0.0.0/8, ::1, localhost), e.g. a standalone simulator; with
+    /// --simulate only such a loopback URL is allowed.
     #[arg(long, env = "CAPTURE_SESSION_CAPTURE_URL")]
     pub capture_url: Option<String>,
 
@@ -202,10 +206,20 @@ pub struct ServerArgs {
     pub retry_after: u64,
 
     /// Session cookie without `Secure` and without the `__Host-` prefix, for
-    /// plain-http development on a loopback address only. Implied by
-    /// --simulate on a loopback address.
+    /// plain-http development on a loopback address only: refused unless
+    /// --simulate is set (which implies it on a loopback address).
     #[arg(long, env = "CAPTURE_SESSION_INSECURE_LOCALHOST_COOKIES")]
     pub insecure_localhost_cookies: bool,
+
+    /// On SIGTERM or Ctrl-C the server stops accepting connections and lets
+    /// in-flight requests finish for up to this many seconds, then exits 0.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_SHUTDOWN_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub shutdown_timeout: u64,
 
     /// Directory served at / (with --simulate, or when given). Default: the
     /// repository's www/.

@@ -119,7 +119,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 refresh_token: None,
                 client_session: true,
                 token_minted_ms: now,
-                token_expires_ms: now + lifetime_ms,
+                token_expires_ms: now.saturating_add(lifetime_ms),
                 generation: 0,
                 created_ms: now,
                 keep_me_logged_in,
@@ -155,7 +155,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 refresh_token: grant.refresh_token,
                 client_session,
                 token_minted_ms: now_ms(),
-                token_expires_ms: now + expires_ms,
+                token_expires_ms: now.saturating_add(expires_ms),
                 generation: 0,
                 created_ms: now,
                 keep_me_logged_in,
@@ -398,7 +398,7 @@ async fn rotate_locked(
         record.refresh_token = Some(rt);
     }
     record.token_minted_ms = now;
-    record.token_expires_ms = requested + lifetime_ms;
+    record.token_expires_ms = requested.saturating_add(lifetime_ms);
     record.generation += 1;
     let ttl = extend.then(|| session_ttl(app, &record, now));
     let saved = app

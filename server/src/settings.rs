@@ -96,6 +96,8 @@ pub struct Settings {
     pub retry_after_secs: u64,
     /// Cookie without `Secure` / `__Host-`.
     pub insecure_cookies: bool,
+    /// How long in-flight requests may run after SIGTERM / Ctrl-C.
+    pub shutdown_timeout: Duration,
     /// Static directories: (www, pkg, dist), when static files are served.
     pub static_dirs: Option<StaticDirs>,
     /// Simulator behaviour (with --simulate).
@@ -131,6 +133,25 @@ impl Settings {
             (None, true) => None,
             (None, false) => return Err(ConfigError::Missing("--capture-url")),
         };
+        // Development switches stay in development: the simulator, its admin
+        // and fault routes, and cookies without `Secure` run only against a
+        // Capture server on this machine (the in-process simulator, or a
+        // standalone one on loopback), never against a real tenant.
+        let real_capture = capture_url.as_deref().is_some_and(|u| !url_is_loopback(u));
+        if simulate && real_capture {
+            return Err(ConfigError::Invalid {
+                flag: "--simulate",
+                reason: "development only: it cannot be used with a --capture-url off loopback (a real Identity Cloud tenant)".into(),
+            });
+        }
+        if args.insecure_localhost_cookies && !simulate {
+            return Err(ConfigError::Invalid {
+                flag: "--insecure-localhost-cookies",
+                reason:
+                    "development only: allowed with --simulate (and no --capture-url off loopback)"
+                        .into(),
+            });
+        }
         let issuer_client = match (args.issuer_client_id, args.issuer_client_secret) {
             (Some(id), Some(secret)) => ClientCredentials { id, secret },
             (None, None) if simulate && args.capture_url.is_none() => ClientCredentials {
@@ -263,6 +284,7 @@ impl Settings {
             upstream_retries: args.upstream_retries.min(10),
             retry_after_secs: args.retry_after.max(1),
             insecure_cookies: args.insecure_localhost_cookies || (simulate && loopback),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             static_dirs,
             sim: args.sim,
         })
@@ -272,6 +294,12 @@ impl Settings {
 fn check_url(url: &str) -> Result<String, ConfigError> {
     let trimmed = url.trim().trim_end_matches('/');
     match reqwest::Url::parse(trimmed) {
+        Ok(u) if u.scheme() == "http" && u.host().is_some() && !host_is_loopback(&u) => {
+            Err(ConfigError::Invalid {
+                flag: "--capture-url",
+                reason: "http:// is only allowed on a loopback host (127.0.0.0/8, ::1, localhost); use https://".into(),
+            })
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             Ok(trimmed.to_owned())
         }
@@ -280,6 +308,35 @@ fn check_url(url: &str) -> Result<String, ConfigError> {
             reason: "expected an http(s) URL such as https://example.us.janraincapture.com".into(),
         }),
     }
+}
+
+/// Whether a (checked) URL's host is this machine.
+fn url_is_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| host_is_loopback(&u))
+}
+
+fn host_is_loopback(url: &reqwest::Url) -> bool {
+    // `host_str` is normalized (IPv4 in dotted form, IPv6 in brackets).
+    url.host_str().is_some_and(host_header_is_loopback)
+}
+
+/// Whether a `Host` header value (`name[:port]`, `[v6]:port`) names this
+/// machine: 127.0.0.0/8, `::1` or `localhost`.
+pub fn host_header_is_loopback(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, _)) => v6,
+            None => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -421,6 +421,7 @@ async fn wrong_server_credentials_are_an_upstream_error() {
     // A server configured with a wrong secret against a standalone simulator.
     let sim = sim_server(&[]).await;
     let h = server(&[
+        "--simulate",
         "--listen",
         "127.0.0.1:0",
         "--capture-url",

@@ -165,6 +165,7 @@ async fn no_secret_reaches_the_logs() {
 
     // A server with a wrong client secret: the operator error is logged.
     let misconfigured = server(&[
+        "--simulate",
         "--listen",
         "127.0.0.1:0",
         "--capture-url",

@@ -44,7 +44,8 @@ pub fn router(sim: Simulator) -> Router {
         .route("/revoke", post(api::revoke))
         .route("/users", get(api::users))
         .route("/stats", get(api::stats))
-        .route("/stats/reset", post(api::reset_stats));
+        .route("/stats/reset", post(api::reset_stats))
+        .layer(axum::middleware::from_fn(crate::admin::loopback_host_only));
     capture.nest("/_admin", admin).with_state(sim)
 }
 

@@ -103,6 +103,9 @@ pub async fn cluster_with_token_lifetime(token_lifetime: u64, extra: &[&str]) ->
     let mut instances = Vec::new();
     for _ in 0..2 {
         let mut args = vec![
+            // --simulate: --insecure-localhost-cookies is a development switch
+            // (the Capture URL is the standalone simulator on loopback).
+            "--simulate",
             "--listen",
             "127.0.0.1:0",
             "--capture-url",
