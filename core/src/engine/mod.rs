@@ -454,6 +454,23 @@ impl Engine {
         }
     }
 
+    /// Records a live backend session (the marker names the current token).
+    fn mark_live(&mut self) {
+        let live = self.live_marker();
+        self.write_marker(Some(live));
+    }
+
+    /// A sign-in with no start to tell the backend: it is the evidence of a
+    /// backend session, unless a logout is still pending; then that end
+    /// goes first, and its confirmation makes this the live session.
+    fn mark_live_after_pending_logout(&mut self) {
+        if self.logout_pending() {
+            self.begin_notice();
+        } else {
+            self.mark_live();
+        }
+    }
+
     /// The marker of a live backend session whose client-side token is the
     /// current one (or none, when the backend keeps it).
     fn live_marker(&self) -> SessionMarker {

@@ -260,8 +260,7 @@ impl Engine {
         self.last_token_at = Some(now);
         self.hand_to_widget(token, expires_at);
         // A refresh that worked is the evidence of a backend session.
-        let live = self.live_marker();
-        self.write_marker(Some(live));
+        self.mark_live();
         self.announce(NewsKind::Refreshed);
         if replaced && matches!(self.lock, Lock::Held | Lock::Kept) {
             // Tabs queued behind us for the old token get the lock only once
@@ -356,8 +355,7 @@ impl Engine {
             }
         }
         // The backend has the session now.
-        let live = self.live_marker();
-        self.write_marker(Some(live));
+        self.mark_live();
         self.announce(NewsKind::SignedIn);
         if let Some(expires_at) = code_session {
             self.emit(Event::Active {

@@ -118,12 +118,7 @@ impl Engine {
         self.last_token_at = Some(now);
         // `createCaptureSession` stored the widget's own guess of the expiry.
         self.write_token(token, expires_at);
-        if self.logout_pending() {
-            self.begin_notice(); // its confirmation makes this the live session
-        } else {
-            let live = self.live_marker();
-            self.write_marker(Some(live));
-        }
+        self.mark_live_after_pending_logout();
         self.emit(Event::Active {
             expires_at,
             source: ActiveSource::Login,
@@ -207,15 +202,10 @@ impl Engine {
                     WarningCode::BadWidgetEvent,
                     "login event without userData.uuid; the backend was not told",
                 );
-            } else if self.logout_pending() {
-                // The previous session's end goes first; its confirmation
-                // makes this the live session.
-                self.begin_notice();
             } else {
                 // No start to tell the backend: this sign-in is the only
                 // evidence of a backend session the helper can have.
-                let live = self.live_marker();
-                self.write_marker(Some(live));
+                self.mark_live_after_pending_logout();
             }
             self.emit(Event::Active {
                 expires_at,
