@@ -33,7 +33,7 @@ use crate::js;
 #[derive(Serialize, Deserialize)]
 struct TokenNews(f64, u32, u8, u32);
 
-/// A logout on the wire: `["ended", signIn, signIn, signIn, signIn]`, the
+/// A logout on the wire: `["ended", signIn, signIn, signIn, signIn, signIn]`, the
 /// sign-ins it ended (fingerprints, 0 for none).
 #[derive(Serialize, Deserialize)]
 struct EndNews(String, Disowned);

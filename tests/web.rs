@@ -861,7 +861,7 @@ async fn detach_leaves_nothing_behind() {
     fire("onCaptureExpiredToken", r#"{"screen": "x"}"#);
     let other = web_sys::BroadcastChannel::new("capture-session:janrainCaptureToken").unwrap();
     // (A logout's message, as another tab's helper sends it.)
-    let logout = js_sys::JSON::parse(r#"["ended", 0, 0, 0, 0]"#).unwrap();
+    let logout = js_sys::JSON::parse(r#"["ended", 0, 0, 0, 0, 0]"#).unwrap();
     other.post_message(&logout).unwrap();
     web_sys::window()
         .unwrap()

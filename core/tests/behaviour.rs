@@ -1292,6 +1292,7 @@ fn widget_logout_cancels_the_refresh_clears_and_tells_backend_and_tabs() {
             fingerprint("SECRET-stored"),
             0,
             0,
+            0,
             0
         ])))
     );

@@ -125,7 +125,7 @@ fn all_actions() -> Vec<Action> {
             kind: NewsKind::Refreshed,
             sign_in: fingerprint(SECRET),
         })),
-        Action::Broadcast(TabMessage::SessionEnded([fingerprint(SECRET), 0, 0, 0])),
+        Action::Broadcast(TabMessage::SessionEnded([fingerprint(SECRET), 0, 0, 0, 0])),
         Action::SettleReady,
         Action::SettleRefresh(Ok(())),
     ];

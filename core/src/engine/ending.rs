@@ -50,7 +50,7 @@ impl Engine {
             // show it: the widget's sign-out link removed it first).
             ended[4] = self.heard.take();
         }
-        let ended = ended.map(|fp| fp.unwrap_or(0));
+        let ended = distinct(ended);
         self.disown(&ended);
         self.cancel_work();
         self.render_screen = None;
@@ -94,16 +94,7 @@ impl Engine {
         if (cause.tells_tabs() && had_session || cause == EndCause::Tab && announced)
             && self.config.cross_tab
         {
-            // What this end disowned (the first four distinct ones).
-            let mut news: Disowned = [0; 4];
-            let mut n = 0;
-            for &fp in &ended {
-                if fp != 0 && n < news.len() && !news[..n].contains(&fp) {
-                    news[n] = fp;
-                    n += 1;
-                }
-            }
-            self.push(Action::Broadcast(TabMessage::SessionEnded(news)));
+            self.push(Action::Broadcast(TabMessage::SessionEnded(ended)));
         }
         self.emit(Event::Ended {
             reason: cause.reason(),
@@ -247,4 +238,17 @@ impl Engine {
             self.next_attempt();
         }
     }
+}
+
+/// The fingerprints given, each once, first; 0 for the rest.
+fn distinct(fingerprints: [Option<u32>; 5]) -> Disowned {
+    let mut out: Disowned = [0; 5];
+    let mut n = 0;
+    for fp in fingerprints.into_iter().flatten() {
+        if fp != 0 && !out[..n].contains(&fp) {
+            out[n] = fp;
+            n += 1;
+        }
+    }
+    out
 }

@@ -246,7 +246,7 @@ pub struct Announcement {
 
 /// The sign-ins (fingerprints, see [`Announcement::sign_in`]) a logout ended,
 /// as a [`TabMessage::SessionEnded`] carries them; 0 for none.
-pub type Disowned = [u32; 4];
+pub type Disowned = [u32; 5];
 
 /// A message between tabs of one origin (BroadcastChannel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
