@@ -316,6 +316,22 @@ async fn a_huge_expires_in_from_capture_is_capped_not_overflowed() {
 
 // ---- item 8: graceful shutdown ---------------------------------------------
 
+/// Starts the built binary with `--simulate` on a free loopback port (plus
+/// `extra`), once it is up: the child, its address and a harness for it.
+fn spawn_demo(extra: &[&str]) -> (Child, String, Harness) {
+    let mut args = vec!["--simulate", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (child, addr) = spawn_bin(&args, "demo and simulator at");
+    let base = format!("http://{addr}");
+    let h = Harness {
+        server: None,
+        sim: format!("{base}/sim"),
+        base,
+        http: client(),
+    };
+    (child, addr, h)
+}
+
 /// Starts the built binary and waits for its log line containing `ready`;
 /// returns the child and the address it logged.
 fn spawn_bin(args: &[&str], ready: &str) -> (Child, String) {
@@ -389,17 +405,7 @@ async fn slow_outage(h: &Harness, delay_ms: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
-    let (mut child, addr) = spawn_bin(
-        &["--simulate", "--listen", "127.0.0.1:0"],
-        "demo and simulator at",
-    );
-    let base = format!("http://{addr}");
-    let h = Harness {
-        server: None,
-        sim: format!("{base}/sim"),
-        base,
-        http: client(),
-    };
+    let (mut child, addr, h) = spawn_demo(&[]);
     let s = h.start_token().await;
     slow_outage(&h, 1500).await;
     let in_flight = h.spawn_refresh(&s.cookie);
@@ -424,23 +430,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0_after_the_shutdown_timeout_when_a_request_hangs() {
-    let (mut child, addr) = spawn_bin(
-        &[
-            "--simulate",
-            "--listen",
-            "127.0.0.1:0",
-            "--shutdown-timeout",
-            "2",
-        ],
-        "demo and simulator at",
-    );
-    let base = format!("http://{addr}");
-    let h = Harness {
-        server: None,
-        sim: format!("{base}/sim"),
-        base,
-        http: client(),
-    };
+    let (mut child, _, h) = spawn_demo(&["--shutdown-timeout", "2"]);
     let s = h.start_token().await;
     slow_outage(&h, 60_000).await;
     let hanging = h.spawn_refresh(&s.cookie);
