@@ -17,11 +17,11 @@
 // Nothing here prints a token: failures show statuses, error codes and schema errors.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { validate, dereference, parse, compileErrors } from "@readme/openapi-parser";
 import Ajv2020 from "ajv/dist/2020.js";
+import { startServer } from "./e2e/harness.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DOC = path.join(ROOT, "docs/openapi.yaml");
@@ -63,52 +63,12 @@ async function setUp() {
       OPERATIONS[operation.operationId] = { method: method.toUpperCase(), path: p, operation };
     }
   }
-  server = await startServer();
-}
-
-/** Starts the reference server with the simulator on 127.0.0.1:0 and reads the port it got. */
-async function startServer() {
-  const bin = process.env.CAPTURE_SESSION_SERVER_BIN;
-  if (!bin) throw new Error("set CAPTURE_SESSION_SERVER_BIN to the capture-session-server binary (scripts/openapi does)");
   // No upstream retries, so that one simulator fault is one failed reply.
-  const argv = ["--simulate", "--listen", "127.0.0.1:0", "--upstream-retries", "0", "--retry-after", "3"];
-  const child = spawn(bin, argv, {
-    cwd: ROOT,
-    env: { ...process.env, RUST_LOG: "info", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
+  const started = await startServer({
+    tokenLifetime: 3600,
+    args: ["--upstream-retries", "0", "--retry-after", "3"],
   });
-  let log = "";
-  let exited = null;
-  child.on("exit", (code, signal) => (exited = { code, signal }));
-  const base = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`the server did not say where it listens within 30 s:\n${log}`));
-    }, 30000);
-    const onData = (chunk) => {
-      log += chunk.toString("utf8");
-      // With --simulate the server announces "demo and simulator at http://ADDR/".
-      const m = log.match(/demo and simulator at http:\/\/(127\.0\.0\.1:\d+)\//);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`http://${m[1]}`);
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", () => reject(new Error(`the server exited at start (${JSON.stringify(exited)}):\n${log}`)));
-  });
-  return {
-    base,
-    async stop() {
-      if (exited) return;
-      const done = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await done;
-      clearTimeout(timer);
-    },
-  };
+  server = { base: started.baseUrl, stop: started.stop };
 }
 
 /** A call as the helper makes it (header, JSON, the page's Origin), with overrides. */
