@@ -6,7 +6,7 @@
 //      okta-auth-js, auth0-spa-js, msal-browser, plus the split of
 //      capture-session's time into phases (lib/startup.mjs explains how)
 //   3. helper overhead per refresh: refresh reply handed to the page →
-//      createCaptureSession called (pages/fetch-probe.js, pages/widget.js)
+//      createCaptureSession called (pages/fetch-probe.js, pages/create-probe.js)
 //   4. tab fan-out: N = 1, 5, 10, 20 tabs at expiry, refresh requests that reach
 //      the server, tabs that got the new token, logout propagation time to the
 //      last tab

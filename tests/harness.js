@@ -1,26 +1,13 @@
 // Test page side of the browser tests (tests/web.rs): a scripted backend
-// behind `window.fetch`, a small Registration UI stand-in (`window.janrain`
-// with the real event names, handler API, `capture.ui` calls and storage
-// keys), a switch that makes `localStorage` throw, and helpers to wait.
-
-const EVENTS = [
-  "onCaptureLoginSuccess",
-  "onCaptureRegistrationSuccess",
-  "onCaptureSessionCreated",
-  "onCaptureSessionFound",
-  "onCaptureSessionNotFound",
-  "onCaptureExpiredToken",
-  "onCaptureInvalidToken",
-  "onCaptureAccessDenied",
-  "onCaptureSaveFailed",
-  "onCaptureSessionEnded",
-  "onCaptureScreenShow",
-];
+// behind `window.fetch`, the Registration UI stand-in (www/janrain/load.js)
+// watched for handlers and `capture.ui` calls, a switch that makes
+// `localStorage` throw, and helpers to wait.
 
 const state = {
   routes: new Map(),
   requests: [],
   handlers: {},
+  handlerErrors: [],
   calls: [],
   storageDescriptor: null,
   windowEvents: [],
@@ -178,56 +165,68 @@ export function requests(path) {
 }
 
 // ---- Registration UI stand-in -----------------------------------------------
+// The widget is the project's one Registration UI stand-in, www/janrain/load.js
+// (the demo's and the benchmark's too): tests/web.rs hands its source in
+// (`include_str!`, since wasm-bindgen-test serves only this snippet). It runs
+// as a fresh script for each test, with its load hooks run at once (the real
+// widget runs them when its CDN script arrives; a test decides when that is).
+// The harness only watches it: every handler registered with an event, every
+// call the helper makes on `capture.ui`, and any exception a handler throws
+// (the stand-in logs and swallows those, as a widget must; a test fails on
+// them).
 
-function makeEvents() {
-  const events = {};
-  for (const name of EVENTS) {
-    state.handlers[name] = [];
-    events[name] = {
-      addHandler(fn) {
-        state.handlers[name].push(fn);
-      },
-      removeHandler(fn) {
-        state.handlers[name] = state.handlers[name].filter((h) => h !== fn);
-      },
-    };
-  }
-  return events;
+const UI_CALLS = ["createCaptureSession", "endCaptureSession", "renderScreen"];
+
+function runStandIn(source) {
+  // The stand-in defers its load hooks with setTimeout: they run here, once
+  // the harness watches the events, and no timer is left for liveHandles().
+  const deferred = [];
+  new Function("setTimeout", source)((fn) => deferred.push(fn));
+  watch(window.janrain);
+  for (const fn of deferred) fn();
 }
 
-function makeUi() {
-  return {
-    createCaptureSession(token) {
-      state.calls.push({ call: "createCaptureSession", arg: token });
-      // What the widget does: store the token with its own idea of the expiry
-      // (accessTokenLifeHours, default 1), then announce the session.
-      localStorage.setItem("janrainCaptureToken", token);
-      localStorage.setItem(
-        "janrainCaptureToken_Expires",
-        new Date(Date.now() + 3600 * 1000).toUTCString(),
-      );
-      fire("onCaptureSessionCreated", JSON.stringify({ accessToken: token }));
-    },
-    endCaptureSession() {
-      state.calls.push({ call: "endCaptureSession" });
-      localStorage.removeItem("janrainCaptureToken");
-      localStorage.removeItem("janrainCaptureToken_Expires");
-      fire("onCaptureSessionEnded", "{}");
-    },
-    renderScreen(screen) {
-      state.calls.push({ call: "renderScreen", arg: screen });
-    },
-    start() {},
-  };
+function watch(janrain) {
+  for (const name of Object.keys(janrain.events)) {
+    const event = janrain.events[name];
+    const add = event.addHandler;
+    const remove = event.removeHandler;
+    const wrapped = new Map();
+    state.handlers[name] = [];
+    event.addHandler = (fn) => {
+      const watched = (payload) => {
+        try {
+          return fn(payload);
+        } catch (err) {
+          state.handlerErrors.push(err);
+          throw err;
+        }
+      };
+      wrapped.set(fn, watched);
+      state.handlers[name].push(fn);
+      add(watched);
+      return fn;
+    };
+    event.removeHandler = (fn) => {
+      state.handlers[name] = state.handlers[name].filter((h) => h !== fn);
+      remove(wrapped.get(fn));
+      wrapped.delete(fn);
+    };
+  }
+  const ui = janrain.capture.ui;
+  for (const call of UI_CALLS) {
+    const real = ui[call];
+    ui[call] = (arg) => {
+      state.calls.push(arg === undefined ? { call } : { call, arg });
+      return real(arg);
+    };
+  }
 }
 
 /** A loaded widget. `settings` is `janrain.settings.capture`. */
-export function installWidget(settings) {
-  window.janrain = {
-    settings: { capture: JSON.parse(settings) },
-    events: makeEvents(),
-    capture: { ui: makeUi() },
-  };
+export function installWidget(source, settings) {
+  window.janrain = { settings: { capture: JSON.parse(settings) } };
+  runStandIn(source);
 }
 
 /** A page that configured the widget, which has not loaded yet. */
@@ -236,19 +235,15 @@ export function preloadSettings(settings) {
 }
 
 /** The widget loads: it runs `beforeJanrainCaptureWidgetOnLoad`, then is ready. */
-export function loadWidget() {
-  const janrain = window.janrain;
-  janrain.events = makeEvents();
-  janrain.capture = { ui: makeUi() };
-  for (const hook of janrain.settings.capture.beforeJanrainCaptureWidgetOnLoad || []) {
-    if (typeof hook === "function") hook();
-  }
+export function loadWidget(source) {
+  runStandIn(source);
 }
 
 /** The widget fires `name` with a JSON payload. */
 export function fire(name, payload) {
-  const data = JSON.parse(payload);
-  for (const h of (state.handlers[name] || []).slice()) h(data);
+  const errors = state.handlerErrors.length;
+  window.janrain.events[name].fire(JSON.parse(payload));
+  if (state.handlerErrors.length > errors) throw state.handlerErrors[errors];
 }
 
 /** How many handlers are registered with the widget, over all events. */
@@ -313,6 +308,9 @@ export function reset() {
   state.routes.clear();
   state.requests = [];
   state.handlers = {};
+  state.handlerErrors = [];
   state.calls = [];
+  // The page's onload hook, which the stand-in calls once it has loaded.
+  window.janrainCaptureWidgetOnLoad = () => {};
   state.windowEvents = [];
 }

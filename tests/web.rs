@@ -1,6 +1,7 @@
 //! Browser tests of the helper: the JS API driven from Rust in headless
-//! Chromium, against a scripted backend (a `window.fetch` stand-in) and a small
-//! Registration UI stand-in (tests/harness.js).
+//! Chromium, against a scripted backend (a `window.fetch` stand-in, in
+//! tests/harness.js) and the project's Registration UI stand-in
+//! (www/janrain/load.js, the demo's and the benchmark's too).
 //!
 //! Run: `wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver`
 //! (webdriver.json holds the flags Chromium needs as root).
@@ -21,11 +22,11 @@ extern "C" {
     fn route(path: &str, replies: &str);
     fn requests(path: &str) -> Array;
     #[wasm_bindgen(js_name = installWidget)]
-    fn install_widget(settings: &str);
+    fn install_stand_in(source: &str, settings: &str);
     #[wasm_bindgen(js_name = preloadSettings)]
     fn preload_settings(settings: &str);
     #[wasm_bindgen(js_name = loadWidget)]
-    fn load_widget();
+    fn load_stand_in(source: &str);
     fn fire(name: &str, payload: &str);
     #[wasm_bindgen(js_name = handlerCount)]
     fn handler_count() -> u32;
@@ -48,6 +49,19 @@ extern "C" {
     #[wasm_bindgen(js_name = storageEventFromOtherTab)]
     fn storage_event_from_other_tab(key: &str, value: Option<String>);
     fn connectivity(online: bool);
+}
+
+/// The Registration UI stand-in, run by the harness as the widget's script.
+const STAND_IN: &str = include_str!("../www/janrain/load.js");
+
+/// A loaded widget with `settings` as `janrain.settings.capture`.
+fn install_widget(settings: &str) {
+    install_stand_in(STAND_IN, settings);
+}
+
+/// The widget's script arrives on a page that set `janrain.settings` before.
+fn load_widget() {
+    load_stand_in(STAND_IN);
 }
 
 const REFRESH: &str = "/capture-session/refresh";

@@ -33,6 +33,7 @@ import { BENCH_DIR, coveredMs, splitPhases, summarize } from "./measure.mjs";
 import { PEERS, bundle, captureSessionStored, packageVersion, safeName, storedSession } from "./peers.mjs";
 
 const PAGES = join(BENCH_DIR, "pages");
+const STAND_IN = join(BENCH_DIR, "..", "www", "janrain", "load.js");
 const SPLIT_MARKS = join(PAGES, "split-marks.js");
 const LOAD_TIMEOUT_MS = 20000;
 
@@ -172,12 +173,15 @@ export function startupHeadline(libraries, cache = "warm cache", what = "beyond 
 
 /**
  * The static tree the bench server serves at / (its --www): bench/pages at
- * /bench/, and each peer's startup bundle at /peers/. Returns what was bundled.
+ * /bench/, the Registration UI stand-in (www/janrain/load.js) at /janrain/,
+ * and each peer's startup bundle at /peers/. Returns what was bundled.
  */
 export async function prepareStartupFiles(wwwDir) {
   rmSync(wwwDir, { recursive: true, force: true });
   mkdirSync(join(wwwDir, "bench"), { recursive: true });
   for (const f of readdirSync(PAGES)) cpSync(join(PAGES, f), join(wwwDir, "bench", f));
+  mkdirSync(join(wwwDir, "janrain"));
+  cpSync(STAND_IN, join(wwwDir, "janrain", "load.js"));
   const peersDir = join(wwwDir, "peers");
   const bundles = {};
   for (const p of PEERS) {
