@@ -66,6 +66,8 @@ async function startServer() {
   const child = start("browser-server", bin, [
     "--simulate", "--listen", `127.0.0.1:${port}`,
     "--sim-token-lifetime", String(TOKEN_LIFETIME), "--reuse-window", "0",
+    // Many sessions of the one demo user: no per-user bound (default 20).
+    "--max-sessions-per-user", "0",
     "--pkg", PKG_DIR, "--dist", DIST_DIR, "--www", WWW_DIR,
   ], { RUST_LOG: "warn" });
   await waitForPort(port, child);

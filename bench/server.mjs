@@ -55,6 +55,8 @@ async function startServer(sim, store, name) {
     "--allowed-origin", origin,
     "--insecure-localhost-cookies",
     "--reuse-window", "0",
+    // Hundreds of sessions of the one simulator user: no per-user bound (default 20).
+    "--max-sessions-per-user", "0",
   ], {
     RUST_LOG: process.env.BENCH_SERVER_LOG || "warn",
     CAPTURE_SESSION_ISSUER_CLIENT_SECRET: SIM_CLIENT_SECRET,

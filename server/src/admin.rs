@@ -187,6 +187,7 @@ pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
         "end": c.end.load(Ordering::Relaxed),
         "rotations": c.rotations.load(Ordering::Relaxed),
         "sessions": app.store.count(),
+        "storeUnreadable": app.store.unreadable(),
     }))
 }
 
@@ -232,7 +233,7 @@ pub async fn session_info(State(app): State<AppState>, headers: HeaderMap) -> Re
         return Json(serde_json::json!({"exists": false})).into_response();
     };
     match app.store.load(&id.store_key()).await {
-        Ok(Some(r)) => Json(serde_json::json!({
+        Ok(Some(crate::store::Loaded::Live(r))) => Json(serde_json::json!({
             "exists": true,
             "mode": r.mode.as_str(),
             "uuid": r.uuid,
@@ -245,6 +246,9 @@ pub async fn session_info(State(app): State<AppState>, headers: HeaderMap) -> Re
             "keepMeLoggedIn": r.keep_me_logged_in,
         }))
         .into_response(),
+        Ok(Some(crate::store::Loaded::Ended(reason))) => {
+            Json(serde_json::json!({"exists": false, "ended": reason.as_str()})).into_response()
+        }
         Ok(None) => Json(serde_json::json!({"exists": false})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "session store failed");

@@ -18,12 +18,13 @@ use tower_http::services::ServeDir;
 
 use crate::admin::{self, AdminState};
 use crate::capture::CaptureClient;
+use crate::cli::StoreArgs;
 use crate::contract;
 use crate::settings::{ConfigError, Settings, StaticDirs, StoreConfig};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
-use crate::store::{SessionStore, StoreError};
+use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::{SessionStore, StoreError, StoreLimits};
 
 /// Name of the session cookie when served over HTTPS.
 pub const SECURE_COOKIE_NAME: &str = "__Host-capture-session";
@@ -67,6 +68,76 @@ pub enum StartupError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+}
+
+/// Bounds of the store for these settings.
+fn store_limits(settings: &Settings) -> StoreLimits {
+    StoreLimits {
+        max_sessions_per_user: settings.max_sessions_per_user,
+        // No session outlives its absolute lifetime by more than a minute.
+        index_ttl: settings.session_max.max(settings.remember_max) + Duration::from_secs(120),
+    }
+}
+
+/// Connects the configured store.
+async fn open_store(settings: &Settings) -> Result<SessionStore, StoreError> {
+    let limits = store_limits(settings);
+    Ok(match &settings.store {
+        StoreConfig::Memory => SessionStore::Memory(MemoryStore::new(limits)),
+        StoreConfig::Redis {
+            url,
+            prefix,
+            ca_pem,
+        } => {
+            if settings.encryption.is_none() {
+                tracing::warn!(
+                    "the Redis store holds sessions, tokens included, unencrypted: give --encryption-key-file"
+                );
+            }
+            SessionStore::Redis(
+                RedisStore::connect(RedisOptions {
+                    url: url.clone(),
+                    prefix: prefix.clone(),
+                    ca_pem: ca_pem.clone(),
+                    keys: settings.encryption.clone(),
+                    allow_plaintext: settings.allow_plaintext_store,
+                    limits,
+                })
+                .await?,
+            )
+        }
+    })
+}
+
+/// `capture-session-server revoke`: ends every session of `uuid` in the
+/// Redis store named by `args`; returns how many.
+pub async fn revoke_in_store(args: &StoreArgs, uuid: &str) -> Result<usize, StartupError> {
+    let StoreConfig::Redis {
+        url,
+        prefix,
+        ca_pem,
+    } = StoreConfig::from_args(args)?
+    else {
+        return Err(ConfigError::Invalid {
+            flag: "--store",
+            reason: "revoke needs the servers' Redis store (a memory store lives in its server: use POST /revoke on its operations listener)".into(),
+        }
+        .into());
+    };
+    let store = RedisStore::connect(RedisOptions {
+        url,
+        prefix,
+        ca_pem,
+        // Revoking reads no value.
+        keys: None,
+        allow_plaintext: false,
+        limits: StoreLimits {
+            max_sessions_per_user: 0,
+            index_ttl: Duration::from_secs(60),
+        },
+    })
+    .await?;
+    Ok(SessionStore::Redis(store).revoke_user(uuid).await?)
 }
 
 /// A bound, not yet running server.
@@ -120,12 +191,7 @@ impl Server {
                 allowed_origins.push(format!("http://localhost:{}", local_addr.port()));
             }
         }
-        let store = match &settings.store {
-            StoreConfig::Memory => SessionStore::Memory(MemoryStore::new()),
-            StoreConfig::Redis { url, prefix } => {
-                SessionStore::Redis(RedisStore::connect(url.expose(), prefix).await?)
-            }
-        };
+        let store = open_store(&settings).await?;
         let capture = CaptureClient::new(capture_url, &settings)?;
         let cookie_name = if settings.insecure_cookies {
             INSECURE_COOKIE_NAME

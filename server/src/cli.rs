@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::secret::ClientSecret;
+use crate::crypto::KeyMaterial;
+use crate::secret::{ClientSecret, StoreUrl};
 
 /// Reference backend for capture-session: keeps Akamai Identity Cloud
 /// (Janrain Capture) sessions alive for the browser helper.
@@ -38,6 +39,50 @@ pub enum Command {
     /// admin endpoints under `/_admin`. Point a server at it with
     /// `--capture-url http://ADDR`.
     Simulator(SimulatorArgs),
+    /// End every session of a user in the Redis store (the same `--store`,
+    /// `--redis-prefix` and `--redis-ca-file` as the servers): each answers
+    /// `401 session_expired` at its next request. Prints how many were ended.
+    Revoke(RevokeArgs),
+}
+
+/// Flags of `revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// The user whose sessions end.
+    #[arg(long)]
+    pub uuid: String,
+    /// Where the sessions are.
+    #[command(flatten)]
+    pub redis: StoreArgs,
+}
+
+/// Where sessions live (shared by the server and `revoke`).
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Session store: `memory`, or a Redis URL (redis://[:PASSWORD@]host:port/db,
+    /// or rediss:// for TLS; Redis 6.0 or later) to share sessions and
+    /// rotation locks between several instances. Never logged.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    pub store: StoreUrl,
+
+    /// Prefix of every Redis key this server writes.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_REDIS_PREFIX",
+        default_value = "capture-session"
+    )]
+    pub redis_prefix: String,
+
+    /// PEM file of the CA certificate(s) that sign the Redis server's
+    /// certificate, for a rediss:// store whose certificate the system's
+    /// trust store does not cover.
+    #[arg(long, env = "CAPTURE_SESSION_REDIS_CA_FILE", value_name = "PEM")]
+    pub redis_ca_file: Option<PathBuf>,
 }
 
 /// Flags of the server.
@@ -119,24 +164,42 @@ pub struct ServerArgs {
     )]
     pub modes: Vec<String>,
 
-    /// Session store: `memory`, or a Redis URL (redis://host:port/db; Redis
-    /// 6.0 or later) to share sessions and rotation locks between several
-    /// instances.
-    #[arg(
-        long,
-        env = "CAPTURE_SESSION_STORE",
-        default_value = "memory",
-        hide_env_values = true
-    )]
-    pub store: String,
+    /// Session store flags.
+    #[command(flatten)]
+    pub redis: StoreArgs,
 
-    /// Prefix of every Redis key this server writes.
+    /// File of session encryption keys, one `ID:BASE64KEY` per line (32
+    /// random bytes, e.g. `openssl rand -base64 32`): the first encrypts new
+    /// values, all decrypt (rotate by adding a new first line). Encrypts the
+    /// Redis store's values (AES-256-GCM).
+    #[arg(long, env = "CAPTURE_SESSION_ENCRYPTION_KEY_FILE", value_name = "PATH")]
+    pub encryption_key_file: Option<PathBuf>,
+
+    /// The same key lines in one value (comma-separated), instead of
+    /// --encryption-key-file. Prefer the environment variable: a command
+    /// line is visible to other users of the machine.
     #[arg(
         long,
-        env = "CAPTURE_SESSION_REDIS_PREFIX",
-        default_value = "capture-session"
+        env = "CAPTURE_SESSION_ENCRYPTION_KEY",
+        hide_env_values = true,
+        value_name = "ID:BASE64KEY"
     )]
-    pub redis_prefix: String,
+    pub encryption_key: Option<KeyMaterial>,
+
+    /// Let a Redis store hold sessions (tokens included) unencrypted when no
+    /// encryption key is given (refused otherwise, except with --simulate);
+    /// with a key, also read values written before encryption was turned on.
+    #[arg(long, env = "CAPTURE_SESSION_ALLOW_PLAINTEXT_STORE")]
+    pub allow_plaintext_store: bool,
+
+    /// Most live sessions one user (uuid) may have; starting one more ends
+    /// the oldest (its next request answers 401 session_expired). 0: no bound.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_MAX_SESSIONS_PER_USER",
+        default_value_t = 20
+    )]
+    pub max_sessions_per_user: usize,
 
     /// A session ends after this many seconds without an interactive
     /// refresh (or start): refreshes that say `"interactive": false` (a

@@ -24,7 +24,7 @@ use crate::app::AppState;
 use crate::capture::{CaptureError, ErrorClass};
 use crate::error::{ApiError, ApiResult};
 use crate::secret::SessionId;
-use crate::store::{now_ms, SessionRecord, StoreError};
+use crate::store::{now_ms, Loaded, SessionRecord, StoreError, Update};
 
 /// Longest uuid accepted at start.
 const MAX_UUID_LEN: usize = 128;
@@ -123,6 +123,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 generation: 0,
                 created_ms: now,
                 keep_me_logged_in,
+                verified_ms: now,
             };
             (record, Some(access_token))
         }
@@ -159,6 +160,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 generation: 0,
                 created_ms: now,
                 keep_me_logged_in,
+                verified_ms: now,
             };
             (record, client_session.then_some(grant.access_token))
         }
@@ -171,10 +173,18 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
             .map_err(|e| store_failure(app, e))?;
     }
     let id = SessionId::generate();
-    app.store
-        .save(&id.store_key(), &record, session_ttl(app, &record, now))
+    let evicted = app
+        .store
+        .create(&id.store_key(), &record, session_ttl(app, &record, now))
         .await
         .map_err(|e| store_failure(app, e))?;
+    if evicted > 0 {
+        tracing::info!(
+            evicted,
+            max = app.settings.max_sessions_per_user,
+            "the user had too many sessions: the oldest were ended"
+        );
+    }
     tracing::info!(mode = mode.as_str(), keep_me_logged_in, "session started");
     let now = now_ms();
     let reply = TokenReply {
@@ -399,16 +409,28 @@ async fn rotate_locked(
     }
     record.token_minted_ms = now;
     record.token_expires_ms = requested.saturating_add(lifetime_ms);
+    let started_from = record.generation;
     record.generation += 1;
     let ttl = extend.then(|| session_ttl(app, &record, now));
-    let saved = app
+    match app
         .store
-        .update(key, &record, ttl)
+        .update(key, &record, started_from, ttl)
         .await
-        .map_err(|e| store_failure(app, e))?;
-    if !saved {
+        .map_err(|e| store_failure(app, e))?
+    {
+        Update::Saved => {}
         // `end` ran while we rotated: the session stays ended.
-        return Err(ApiError::no_session());
+        Update::Gone => return Err(ApiError::no_session()),
+        Update::Ended(reason) => return Err(ApiError::session_expired(reason.message())),
+        // Another instance rotated meanwhile (our lock had expired): its
+        // token is the session's; hand it out.
+        Update::Conflict => {
+            tracing::warn!(
+                "a rotation lost a race with another instance: answering the winner's token"
+            );
+            let winner = load_live(app, key).await?;
+            return Ok(token_reply(&winner, now_ms()));
+        }
     }
     app.admin.count_rotation();
     tracing::info!(
@@ -419,12 +441,23 @@ async fn rotate_locked(
 }
 
 async fn load_live(app: &AppState, key: &str) -> ApiResult<SessionRecord> {
-    let record = app
+    let record = match app
         .store
         .load(key)
         .await
         .map_err(|e| store_failure(app, e))?
-        .ok_or_else(ApiError::no_session)?;
+    {
+        Some(Loaded::Live(record)) => record,
+        // Kept until it would have idled out, so that every tab learns it.
+        Some(Loaded::Ended(reason)) => {
+            tracing::info!(
+                reason = reason.as_str(),
+                "request for a session an operator or a bound ended"
+            );
+            return Err(ApiError::session_expired(reason.message()));
+        }
+        None => return Err(ApiError::no_session()),
+    };
     if now_ms() >= session_ends_ms(app, &record) {
         app.store
             .delete(key)

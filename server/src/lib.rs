@@ -25,6 +25,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod contract;
+pub mod crypto;
 pub mod error;
 pub mod secret;
 pub mod settings;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use capture_session_server::app::run_simulator;
+use capture_session_server::app::{revoke_in_store, run_simulator};
 use capture_session_server::cli::{Cli, Command};
 use capture_session_server::settings::Settings;
 use capture_session_server::sim::SimConfig;
@@ -51,6 +51,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "Identity Cloud simulator listening");
             run_simulator(listener, config, shutdown_signal()).await?;
+        }
+        Some(Command::Revoke(args)) => {
+            let ended = revoke_in_store(&args.redis, &args.uuid).await?;
+            println!("{ended} session(s) ended");
         }
         None => {
             let settings = Settings::from_args(cli.server)?;

@@ -39,6 +39,53 @@ impl std::str::FromStr for ClientSecret {
     }
 }
 
+/// The `--store` value: `memory`, or a Redis URL, which may hold a password.
+/// `Debug` and `Display` never show a URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value itself, for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `memory`, `redis` or `rediss` (or `unknown`): what logs may say.
+    pub fn kind(&self) -> &'static str {
+        match self.0.split_once("://") {
+            None if self.0 == "memory" => "memory",
+            Some(("redis", _)) => "redis",
+            Some(("rediss", _)) => "rediss",
+            _ => "unknown",
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind() {
+            "memory" => f.write_str("StoreUrl(memory)"),
+            kind => write!(f, "StoreUrl({kind}://<redacted>)"),
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 /// The opaque session id carried by the session cookie. Redacted when printed.
 ///
 /// Stores never see it: they are keyed by [`SessionId::store_key`], a SHA-256
@@ -126,6 +173,18 @@ mod tests {
         assert!(SessionId::parse("").is_none());
         assert!(SessionId::parse(&"a".repeat(42)).is_none());
         assert!(SessionId::parse(&format!("{}=", "a".repeat(42))).is_none());
+    }
+
+    #[test]
+    fn store_urls_are_redacted() {
+        let u = StoreUrl::new("rediss://user:hunter2@redis.example:6380/0");
+        let shown = format!("{u:?} {u}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("redis.example"),
+            "{shown}"
+        );
+        assert!(shown.contains("rediss"), "{shown}");
+        assert_eq!(format!("{:?}", StoreUrl::new("memory")), "StoreUrl(memory)");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use capture_session_core::wire::Mode;
 
-use crate::cli::{ServerArgs, SimArgs};
-use crate::secret::ClientSecret;
+use crate::cli::{ServerArgs, SimArgs, StoreArgs};
+use crate::crypto::Keyring;
+use crate::secret::{ClientSecret, StoreUrl};
 
 /// `--session-max` by default: 12 hours.
 pub const DEFAULT_SESSION_MAX_SECS: u64 = 12 * 3600;
@@ -46,11 +47,55 @@ pub enum StoreConfig {
     Memory,
     /// In Redis (URL kept out of `Debug`: it may hold a password).
     Redis {
-        /// `redis://...`.
-        url: ClientSecret,
+        /// `redis://...` or `rediss://...`.
+        url: StoreUrl,
         /// Key prefix.
         prefix: String,
+        /// PEM CA certificates for `rediss://` (`--redis-ca-file`).
+        ca_pem: Option<Vec<u8>>,
     },
+}
+
+impl StoreConfig {
+    /// Checks `--store`, `--redis-prefix` and `--redis-ca-file`.
+    pub fn from_args(args: &StoreArgs) -> Result<StoreConfig, ConfigError> {
+        let url = &args.store;
+        match url.kind() {
+            "memory" => {
+                if args.redis_ca_file.is_some() {
+                    return Err(ConfigError::Invalid {
+                        flag: "--redis-ca-file",
+                        reason: "only used with a rediss:// --store".into(),
+                    });
+                }
+                Ok(StoreConfig::Memory)
+            }
+            kind @ ("redis" | "rediss") => {
+                let ca_pem = match &args.redis_ca_file {
+                    None => None,
+                    Some(_) if kind == "redis" => {
+                        return Err(ConfigError::Invalid {
+                            flag: "--redis-ca-file",
+                            reason: "only used with a rediss:// --store (TLS)".into(),
+                        })
+                    }
+                    Some(path) => Some(std::fs::read(path).map_err(|e| ConfigError::Invalid {
+                        flag: "--redis-ca-file",
+                        reason: format!("cannot read {}: {e}", path.display()),
+                    })?),
+                };
+                Ok(StoreConfig::Redis {
+                    url: url.clone(),
+                    prefix: args.redis_prefix.clone(),
+                    ca_pem,
+                })
+            }
+            _ => Err(ConfigError::Invalid {
+                flag: "--store",
+                reason: "expected `memory` or a redis:// or rediss:// URL".into(),
+            }),
+        }
+    }
 }
 
 /// Everything the server needs, resolved.
@@ -76,6 +121,12 @@ pub struct Settings {
     pub modes: Vec<Mode>,
     /// Session store.
     pub store: StoreConfig,
+    /// Keys that encrypt the Redis store's values (`Debug` shows only ids).
+    pub encryption: Option<Keyring>,
+    /// `--allow-plaintext-store`.
+    pub allow_plaintext_store: bool,
+    /// `--max-sessions-per-user` (0: no bound).
+    pub max_sessions_per_user: usize,
     /// Idle lifetime of a session.
     pub session_idle: Duration,
     /// Absolute lifetime of a session started without `keepMeLoggedIn`.
@@ -201,19 +252,46 @@ impl Settings {
             }
             allowed_origins.push(o.to_ascii_lowercase());
         }
-        let store = if args.store == "memory" {
-            StoreConfig::Memory
-        } else if args.store.starts_with("redis://") || args.store.starts_with("rediss://") {
-            StoreConfig::Redis {
-                url: ClientSecret::new(args.store.clone()),
-                prefix: args.redis_prefix.clone(),
+        let store = StoreConfig::from_args(&args.redis)?;
+        let encryption = match (&args.encryption_key_file, &args.encryption_key) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    flag: "--encryption-key-file",
+                    reason: "give either it or CAPTURE_SESSION_ENCRYPTION_KEY, not both".into(),
+                })
             }
-        } else {
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    flag: "--encryption-key-file",
+                    reason: format!("cannot read {}: {e}", path.display()),
+                })?;
+                Some(Keyring::parse(&text).map_err(|e| ConfigError::Invalid {
+                    flag: "--encryption-key-file",
+                    reason: format!("{}: {e}", path.display()),
+                })?)
+            }
+            (None, Some(material)) => {
+                Some(
+                    Keyring::parse(material.expose()).map_err(|e| ConfigError::Invalid {
+                        flag: "CAPTURE_SESSION_ENCRYPTION_KEY",
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            (None, None) => None,
+        };
+        // Tokens in clear in a database other processes (and backups) can
+        // read: only when the operator says so, or in development.
+        if matches!(store, StoreConfig::Redis { .. })
+            && encryption.is_none()
+            && !args.allow_plaintext_store
+            && !simulate
+        {
             return Err(ConfigError::Invalid {
                 flag: "--store",
-                reason: "expected `memory` or a redis:// URL".into(),
+                reason: "a Redis store needs --encryption-key-file (or CAPTURE_SESSION_ENCRYPTION_KEY) so that it does not hold tokens in clear; --allow-plaintext-store accepts that it does".into(),
             });
-        };
+        }
         let loopback = args.listen.ip().is_loopback();
         if args.insecure_localhost_cookies && !loopback {
             return Err(ConfigError::Invalid {
@@ -268,6 +346,9 @@ impl Settings {
             allowed_origins,
             modes,
             store,
+            encryption,
+            allow_plaintext_store: args.allow_plaintext_store,
+            max_sessions_per_user: args.max_sessions_per_user,
             session_idle: Duration::from_secs(positive(
                 "--session-idle-timeout",
                 args.session_idle_timeout,

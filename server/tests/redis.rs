@@ -39,20 +39,28 @@ async fn redis_keys_never_contain_the_session_id() {
     let id = s.cookie.split_once('=').unwrap().1.to_owned();
     let client = redis::Client::open(c.redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
+    let mut keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys.len(), 1, "one session key: {keys:?}");
+    keys.sort();
+    assert_eq!(
+        keys.len(),
+        2,
+        "a session key and its user's index: {keys:?}"
+    );
     assert!(keys[0].starts_with("cs-test:session:"), "{keys:?}");
-    assert!(!keys[0].contains(&id));
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(&keys[0])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(ttl > 0, "sessions expire by themselves (ttl {ttl})");
+    assert!(keys[1].starts_with("cs-test:user:"), "{keys:?}");
+    for k in &keys {
+        assert!(!k.contains(&id) && !k.contains(&s.uuid), "{k}");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{k} expires by itself (ttl {ttl})");
+    }
     c.stop().await;
 }
 

@@ -62,6 +62,9 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
     `127.0.0.1:${port}`,
     "--sim-token-lifetime",
     String(tokenLifetime),
+    // The tests sign the demo user in many times: no per-user session bound (default 20).
+    "--max-sessions-per-user",
+    "0",
     ...args,
   ];
   // Debug level: the leak check reads everything the server (and its libraries) would log.

@@ -102,7 +102,8 @@ export async function startReferenceServer(args = []) {
   const p = await startProcess(
     "reference",
     serverBin(),
-    ["--simulate", "--listen", "127.0.0.1:0", "--sim-user", `${USER.email}:${USER.password}`, ...args],
+    // The kit signs one user in many times: no per-user session bound (default 20).
+    ["--simulate", "--listen", "127.0.0.1:0", "--sim-user", `${USER.email}:${USER.password}`, "--max-sessions-per-user", "0", ...args],
     { ready: /demo and simulator at (http:\/\/127\.0\.0\.1:\d+)\// },
   );
   const url = p.match[1];

@@ -7,24 +7,76 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
-use super::{SessionRecord, StoreError};
+use super::{EndReason, Loaded, SessionRecord, StoreError, StoreLimits, Update};
+
+enum Slot {
+    Live(SessionRecord),
+    Ended(EndReason),
+}
 
 struct Entry {
-    record: SessionRecord,
+    slot: Slot,
     idle_deadline: Instant,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> Option<&SessionRecord> {
+        match &self.slot {
+            Slot::Live(r) if self.idle_deadline > now => Some(r),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Entry>,
+    /// uuid -> (created_ms, key) of its sessions (some may have ended).
+    by_user: HashMap<String, Vec<(u64, String)>>,
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     writes: u64,
 }
 
+impl Inner {
+    /// Drops index entries of sessions that are no longer live.
+    fn prune_user(&mut self, uuid: &str, now: Instant) {
+        let sessions = &self.sessions;
+        if let Some(list) = self.by_user.get_mut(uuid) {
+            list.retain(|(_, k)| sessions.get(k).is_some_and(|e| e.live(now).is_some()));
+            if list.is_empty() {
+                self.by_user.remove(uuid);
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.sessions.retain(|_, e| e.idle_deadline > now);
+        let sessions = &self.sessions;
+        self.by_user.retain(|_, list| {
+            list.retain(|(_, k)| sessions.get(k).is_some_and(|e| e.live(now).is_some()));
+            !list.is_empty()
+        });
+    }
+
+    /// Marks a live session ended (its idle deadline stays).
+    fn end(&mut self, key: &str, reason: EndReason) -> bool {
+        match self.sessions.get_mut(key) {
+            Some(e) if matches!(e.slot, Slot::Live(_)) => {
+                e.slot = Slot::Ended(reason);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Sessions in a map; rotation locks are per-session async mutexes.
-#[derive(Clone, Default)]
+///
+/// Values are kept as they are, not encrypted: they never leave the process.
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    limits: StoreLimits,
 }
 
 /// A held memory rotation lock.
@@ -35,8 +87,11 @@ pub struct MemoryLock {
 
 impl MemoryStore {
     /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(limits: StoreLimits) -> Self {
+        Self {
+            inner: Arc::default(),
+            limits,
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -44,11 +99,14 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn load(&self, key: &str) -> Option<SessionRecord> {
+    pub(super) fn load(&self, key: &str) -> Option<Loaded> {
         let mut inner = self.inner();
         let now = Instant::now();
         match inner.sessions.get(key) {
-            Some(e) if e.idle_deadline > now => Some(e.record.clone()),
+            Some(e) if e.idle_deadline > now => Some(match &e.slot {
+                Slot::Live(r) => Loaded::Live(r.clone()),
+                Slot::Ended(reason) => Loaded::Ended(*reason),
+            }),
             Some(_) => {
                 inner.sessions.remove(key);
                 None
@@ -57,34 +115,66 @@ impl MemoryStore {
         }
     }
 
-    pub(super) fn save(&self, key: &str, record: &SessionRecord, ttl: Duration) {
+    pub(super) fn create(&self, key: &str, record: &SessionRecord, ttl: Duration) -> usize {
         let mut inner = self.inner();
         let now = Instant::now();
         inner.writes += 1;
         if inner.writes % 1024 == 0 {
-            inner.sessions.retain(|_, e| e.idle_deadline > now);
+            inner.sweep(now);
         }
         inner.sessions.insert(
             key.to_owned(),
             Entry {
-                record: record.clone(),
+                slot: Slot::Live(record.clone()),
                 idle_deadline: now + ttl,
             },
         );
+        inner.prune_user(&record.uuid, now);
+        let list = inner.by_user.entry(record.uuid.clone()).or_default();
+        list.push((record.created_ms, key.to_owned()));
+        let max = self.limits.max_sessions_per_user;
+        let mut evicted = Vec::new();
+        while max > 0 && list.len() > max {
+            // The oldest other than the one just written.
+            let Some(i) = list
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, k))| k != key)
+                .min_by_key(|(_, (created, _))| *created)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            evicted.push(list.remove(i).1);
+        }
+        for k in &evicted {
+            inner.end(k, EndReason::Evicted);
+        }
+        evicted.len()
     }
 
-    pub(super) fn update(&self, key: &str, record: &SessionRecord, ttl: Option<Duration>) -> bool {
+    pub(super) fn update(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+        expected: u64,
+        ttl: Option<Duration>,
+    ) -> Update {
         let mut inner = self.inner();
         let now = Instant::now();
         match inner.sessions.get_mut(key) {
-            Some(e) if e.idle_deadline > now => {
-                e.record = record.clone();
-                if let Some(ttl) = ttl {
-                    e.idle_deadline = now + ttl;
+            Some(e) if e.idle_deadline > now => match &mut e.slot {
+                Slot::Ended(reason) => Update::Ended(*reason),
+                Slot::Live(current) if current.generation != expected => Update::Conflict,
+                Slot::Live(current) => {
+                    *current = record.clone();
+                    if let Some(ttl) = ttl {
+                        e.idle_deadline = now + ttl;
+                    }
+                    Update::Saved
                 }
-                true
-            }
-            _ => false,
+            },
+            _ => Update::Gone,
         }
     }
 
@@ -95,7 +185,33 @@ impl MemoryStore {
     }
 
     pub(super) fn delete(&self, key: &str) {
-        self.inner().sessions.remove(key);
+        let mut inner = self.inner();
+        if let Some(Entry {
+            slot: Slot::Live(record),
+            ..
+        }) = inner.sessions.remove(key)
+        {
+            if let Some(list) = inner.by_user.get_mut(&record.uuid) {
+                list.retain(|(_, k)| k != key);
+                if list.is_empty() {
+                    inner.by_user.remove(&record.uuid);
+                }
+            }
+        }
+    }
+
+    pub(super) fn revoke_user(&self, uuid: &str) -> usize {
+        let mut inner = self.inner();
+        let list = inner.by_user.remove(uuid).unwrap_or_default();
+        let now = Instant::now();
+        let mut ended = 0;
+        for (_, k) in &list {
+            let live = inner.sessions.get(k).is_some_and(|e| e.live(now).is_some());
+            if live && inner.end(k, EndReason::Revoked) {
+                ended += 1;
+            }
+        }
+        ended
     }
 
     pub(super) async fn lock(&self, key: &str, wait: Duration) -> Result<MemoryLock, StoreError> {
@@ -141,7 +257,7 @@ impl MemoryStore {
         self.inner()
             .sessions
             .values()
-            .filter(|e| e.idle_deadline > now)
+            .filter(|e| e.live(now).is_some())
             .count()
     }
 }
@@ -152,7 +268,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_rotation_lock_is_exclusive_and_forgotten_when_free() {
-        let store = MemoryStore::new();
+        let store = MemoryStore::new(StoreLimits {
+            max_sessions_per_user: 0,
+            index_ttl: Duration::from_secs(60),
+        });
         let first = store
             .lock("k", Duration::from_secs(1))
             .await

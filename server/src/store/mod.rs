@@ -1,5 +1,8 @@
 //! Where sessions live: in this process ([`memory`]) or in Redis ([`redis`]),
-//! with a per-session rotation lock so that one refresh token is used once.
+//! with a per-session rotation lock so that one refresh token is used once, a
+//! compare-and-set on the session's generation so that a rotation that lost a
+//! race never overwrites the winner, and an index by uuid (to end a user's
+//! sessions, and to bound how many one user has).
 
 pub mod memory;
 pub mod redis;
@@ -35,6 +38,11 @@ pub struct SessionRecord {
     /// persistent cookie. (Absent in records written before contract 1.1.)
     #[serde(default)]
     pub keep_me_logged_in: bool,
+    /// When Identity Cloud last confirmed the user (token mode; unix ms):
+    /// the start, then each `--reverify-interval`. (Absent in older records:
+    /// the next refresh re-verifies.)
+    #[serde(default)]
+    pub verified_ms: u64,
 }
 
 impl SessionRecord {
@@ -42,6 +50,79 @@ impl SessionRecord {
     pub fn expires_in_secs(&self, now_ms: u64) -> u64 {
         self.token_expires_ms.saturating_sub(now_ms) / 1000
     }
+}
+
+/// Why an operator or a bound ended a session before its user did: the
+/// session's next request answers `401 session_expired` with this reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// `POST /revoke` or `capture-session-server revoke` ended every session
+    /// of the user.
+    Revoked,
+    /// The user started more than `--max-sessions-per-user` sessions: the
+    /// oldest ones were ended.
+    Evicted,
+}
+
+impl EndReason {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Revoked => "revoked",
+            EndReason::Evicted => "evicted",
+        }
+    }
+
+    /// Reads a stored spelling (anything unknown counts as revoked).
+    pub fn parse(s: &str) -> EndReason {
+        match s {
+            "evicted" => EndReason::Evicted,
+            _ => EndReason::Revoked,
+        }
+    }
+
+    /// The message of the `session_expired` answer.
+    pub fn message(self) -> &'static str {
+        match self {
+            EndReason::Revoked => "the session was ended by the site's operator",
+            EndReason::Evicted => {
+                "the session was ended because its user started too many other sessions"
+            }
+        }
+    }
+}
+
+/// What the store holds under a session key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Loaded {
+    /// A live session.
+    Live(SessionRecord),
+    /// A session ended by an operator or a bound, not yet told to its page.
+    Ended(EndReason),
+}
+
+/// What a conditional [`SessionStore::update`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// Written.
+    Saved,
+    /// The session no longer exists (ended or idled out): nothing written.
+    Gone,
+    /// An operator or a bound ended it: nothing written.
+    Ended(EndReason),
+    /// Its generation is no longer the one the rotation started from
+    /// (another instance rotated meanwhile): nothing written.
+    Conflict,
+}
+
+/// Bounds every store applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Most live sessions per uuid (`--max-sessions-per-user`); 0: no bound.
+    pub max_sessions_per_user: usize,
+    /// How long the per-user index outlives its last write: the longest
+    /// session lifetime and a margin.
+    pub index_ttl: Duration,
 }
 
 /// Why the store failed.
@@ -53,6 +134,15 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("stored session is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// A stored record could not be decrypted.
+    #[error("stored session cannot be decrypted: {0}")]
+    Undecryptable(#[from] crate::crypto::OpenError),
+    /// An encrypted record, and no key configured.
+    #[error("stored session is encrypted, but no encryption key is configured")]
+    NoKey,
+    /// A plaintext record while encryption is on.
+    #[error("stored session is not encrypted; it is read only with --allow-plaintext-store (while migrating)")]
+    Unencrypted,
     /// Redis did not answer at startup.
     #[error("redis did not answer within 5 s")]
     ConnectTimeout,
@@ -81,43 +171,46 @@ pub enum SessionStore {
 
 impl SessionStore {
     /// The session stored under `key`, if it exists and has not idled out.
-    pub async fn load(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn load(&self, key: &str) -> Result<Option<Loaded>, StoreError> {
         match self {
             SessionStore::Memory(s) => Ok(s.load(key)),
             SessionStore::Redis(s) => s.load(key).await,
         }
     }
 
-    /// Writes a session that idles out after `ttl`. Callers write an existing
-    /// session only while holding its rotation lock.
-    pub async fn save(
+    /// Writes a new session that idles out after `ttl`, indexed by its uuid;
+    /// when the uuid then has more than `--max-sessions-per-user` live
+    /// sessions, the oldest are ended ([`EndReason::Evicted`]). Returns how
+    /// many were.
+    pub async fn create(
         &self,
         key: &str,
         record: &SessionRecord,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         match self {
-            SessionStore::Memory(s) => {
-                s.save(key, record, ttl);
-                Ok(())
-            }
-            SessionStore::Redis(s) => s.save(key, record, ttl).await,
+            SessionStore::Memory(s) => Ok(s.create(key, record, ttl)),
+            SessionStore::Redis(s) => s.create(key, record, ttl).await,
         }
     }
 
-    /// Rewrites a session only if it still exists (it may have ended while
-    /// a rotation ran); returns whether it did. `ttl` sets a new idle
-    /// deadline; `None` keeps the one the session has (a refresh that is not
-    /// interactive must not keep an idle session alive).
+    /// Rewrites a session only if it still exists, is live, and still has
+    /// generation `expected` (the one the rotation started from): a
+    /// compare-and-set, so that a rotation that lost a race (another
+    /// instance rotated meanwhile) or outlived an `end` writes nothing.
+    /// `ttl` sets a new idle deadline; `None` keeps the one the session has
+    /// (a refresh that is not interactive must not keep an idle session
+    /// alive).
     pub async fn update(
         &self,
         key: &str,
         record: &SessionRecord,
+        expected: u64,
         ttl: Option<Duration>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Update, StoreError> {
         match self {
-            SessionStore::Memory(s) => Ok(s.update(key, record, ttl)),
-            SessionStore::Redis(s) => s.update(key, record, ttl).await,
+            SessionStore::Memory(s) => Ok(s.update(key, record, expected, ttl)),
+            SessionStore::Redis(s) => s.update(key, record, expected, ttl).await,
         }
     }
 
@@ -133,7 +226,7 @@ impl SessionStore {
         }
     }
 
-    /// Deletes a session (no error if it does not exist).
+    /// Deletes a session and its index entry (no error if it does not exist).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self {
             SessionStore::Memory(s) => {
@@ -141,6 +234,15 @@ impl SessionStore {
                 Ok(())
             }
             SessionStore::Redis(s) => s.delete(key).await,
+        }
+    }
+
+    /// Ends every live session of `uuid` ([`EndReason::Revoked`]); returns
+    /// how many.
+    pub async fn revoke_user(&self, uuid: &str) -> Result<usize, StoreError> {
+        match self {
+            SessionStore::Memory(s) => Ok(s.revoke_user(uuid)),
+            SessionStore::Redis(s) => s.revoke_user(uuid).await,
         }
     }
 
@@ -178,6 +280,20 @@ impl SessionStore {
             SessionStore::Redis(_) => None,
         }
     }
+
+    /// Stored values this process could not decrypt (or read at all) since
+    /// it started.
+    pub fn unreadable(&self) -> u64 {
+        match self {
+            SessionStore::Memory(_) => 0,
+            SessionStore::Redis(s) => s.unreadable(),
+        }
+    }
+}
+
+/// Milliseconds of a duration, saturating, at least 1 (for `PX`, `PEXPIRE`).
+pub(crate) fn ttl_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Wall-clock now in unix milliseconds (shared meaning across instances).

@@ -15,48 +15,106 @@ use super::*;
 /// A `redis-server` child process, killed on drop.
 pub struct RedisServer {
     child: Child,
+    port: u16,
+    args: Vec<String>,
     pub url: String,
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn spawn_redis(args: &[String], port: u16) -> Child {
+    let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+    let child = Command::new(&bin)
+        .args(args)
+        .args(["--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start `{bin}` ({e}): the Redis tests need a real redis-server \
+                 (Debian: apt-get install redis-server; scripts/setup installs it), \
+                 or set REDIS_SERVER_BIN"
+            )
+        });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not listen within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 impl RedisServer {
+    /// Plain TCP on a free loopback port.
     pub fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `{bin}` ({e}): the Redis tests need a real redis-server \
-                     (Debian: apt-get install redis-server; scripts/setup installs it), \
-                     or set REDIS_SERVER_BIN"
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = free_port();
+        let args = vec!["--port".to_owned(), port.to_string()];
         RedisServer {
-            child,
+            child: spawn_redis(&args, port),
+            port,
+            args,
             url: format!("redis://127.0.0.1:{port}/"),
         }
+    }
+
+    /// TLS only (`rediss://`), with this certificate and key (PEM files).
+    pub fn start_tls(cert: &str, key: &str) -> RedisServer {
+        let port = free_port();
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        RedisServer {
+            child: spawn_redis(&args, port),
+            port,
+            args,
+            url: format!("rediss://127.0.0.1:{port}/"),
+        }
+    }
+
+    /// Kills it (SIGKILL: what it held is gone) and starts it again on the
+    /// same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_redis(&self.args, self.port);
+    }
+
+    /// A plain client connection (tests read raw values with it).
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 }
 
@@ -80,11 +138,35 @@ pub async fn cluster(extra: &[&str]) -> Cluster {
     cluster_with_token_lifetime(3600, extra).await
 }
 
-/// A cluster whose simulator issues tokens that live `token_lifetime`
-/// seconds (and whose servers assume that lifetime for tokens whose issuer
-/// does not say).
-pub async fn cluster_with_token_lifetime(token_lifetime: u64, extra: &[&str]) -> Cluster {
-    let redis = RedisServer::start();
+/// A test encryption key line (`ID:BASE64KEY`).
+pub const TEST_KEY: &str = "test1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// Another one, for rotation.
+pub const TEST_KEY_2: &str = "test2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+/// A file holding `text` in a fresh directory under the temporary directory
+/// (left there: the files are small and their names random).
+pub fn temp_file(name: &str, text: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "capture-session-test-{}-{}",
+        std::process::id(),
+        capture_session_server::secret::random_hex::<6>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A key file with these key lines.
+pub fn key_file(lines: &[&str]) -> String {
+    temp_file("keys", lines.join("\n").as_bytes())
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A standalone simulator on a free loopback port: its URL, and what stops it.
+pub async fn standalone_sim(token_lifetime: u64) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = format!("http://{}", listener.local_addr().unwrap());
     let config = SimConfig {
@@ -99,40 +181,68 @@ pub async fn cluster_with_token_lifetime(token_lifetime: u64, extra: &[&str]) ->
     tokio::spawn(run_simulator(listener, config, async {
         let _ = rx.await;
     }));
-    let lifetime = token_lifetime.to_string();
-    let mut instances = Vec::new();
-    for _ in 0..2 {
-        let mut args = vec![
-            // --simulate: --insecure-localhost-cookies is a development switch
-            // (the Capture URL is the standalone simulator on loopback).
-            "--simulate",
-            "--listen",
-            "127.0.0.1:0",
-            "--capture-url",
-            &sim,
-            "--issuer-client-id",
-            SIM_CLIENT_ID,
-            "--issuer-client-secret",
-            SIM_CLIENT_SECRET,
-            "--store",
-            &redis.url,
-            "--redis-prefix",
-            "cs-test",
-            "--insecure-localhost-cookies",
-            "--token-lifetime",
-            &lifetime,
-        ];
-        args.extend_from_slice(extra);
-        let server = server(&args).await;
-        instances.push(Harness {
-            base: server.url(""),
-            sim: sim.clone(),
-            http: client(),
-            server: Some(server),
-        });
+    (sim, tx)
+}
+
+/// The flags of a server instance on `store` against the simulator `sim`
+/// (tokens assumed to live `token_lifetime` s), plus `extra`. Values are
+/// encrypted with [`TEST_KEY`] unless `extra` says otherwise.
+pub fn instance_flags(store: &str, sim: &str, token_lifetime: u64, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        // --simulate: --insecure-localhost-cookies is a development switch
+        // (the Capture URL is the standalone simulator on loopback).
+        "--simulate",
+        "--listen",
+        "127.0.0.1:0",
+        "--capture-url",
+        sim,
+        "--issuer-client-id",
+        SIM_CLIENT_ID,
+        "--issuer-client-secret",
+        SIM_CLIENT_SECRET,
+        "--store",
+        store,
+        "--redis-prefix",
+        "cs-test",
+        "--insecure-localhost-cookies",
+        "--token-lifetime",
+        &token_lifetime.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let keyed = extra
+        .iter()
+        .any(|f| *f == "--encryption-key-file" || *f == "--allow-plaintext-store");
+    if !keyed {
+        args.push("--encryption-key-file".into());
+        args.push(key_file(&[TEST_KEY]));
     }
-    let b = instances.pop().unwrap();
-    let a = instances.pop().unwrap();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// A server instance in this process (see [`instance_flags`]).
+pub async fn instance(store: &str, sim: &str, token_lifetime: u64, extra: &[&str]) -> Harness {
+    let flags = instance_flags(store, sim, token_lifetime, extra);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = server(&flags).await;
+    Harness {
+        base: server.url(""),
+        sim: sim.to_owned(),
+        http: client(),
+        server: Some(server),
+    }
+}
+
+/// A cluster whose simulator issues tokens that live `token_lifetime`
+/// seconds (and whose servers assume that lifetime for tokens whose issuer
+/// does not say).
+pub async fn cluster_with_token_lifetime(token_lifetime: u64, extra: &[&str]) -> Cluster {
+    let redis = RedisServer::start();
+    let (sim, tx) = standalone_sim(token_lifetime).await;
+    let a = instance(&redis.url, &sim, token_lifetime, extra).await;
+    let b = instance(&redis.url, &sim, token_lifetime, extra).await;
     Cluster {
         redis,
         a,
@@ -164,7 +274,7 @@ pub enum Store {
 /// The servers of a scenario: one, or two sharing Redis.
 pub enum Site {
     Memory(Harness),
-    Redis(Cluster),
+    Redis(Box<Cluster>),
 }
 
 impl Site {
@@ -178,7 +288,9 @@ impl Site {
                 args.extend_from_slice(extra);
                 Site::Memory(sim_server(&args).await)
             }
-            Store::Redis => Site::Redis(cluster_with_token_lifetime(token_lifetime, extra).await),
+            Store::Redis => Site::Redis(Box::new(
+                cluster_with_token_lifetime(token_lifetime, extra).await,
+            )),
         }
     }
 
