@@ -248,7 +248,7 @@ impl CaptureClient {
                         return Err(e);
                     }
                     attempt += 1;
-                    let backoff = Duration::from_millis(100u64 << attempt.min(4));
+                    let backoff = backoff(attempt);
                     tracing::debug!(path, attempt, error = %e, "retrying Capture call");
                     tokio::time::sleep(backoff).await;
                 }
@@ -280,6 +280,22 @@ impl CaptureClient {
         }
         parse_reply(status, &body)
     }
+}
+
+/// The pause before retry number `attempt` (1-based): 200 ms, 400 ms, 800 ms,
+/// then 1.6 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.min(4))
+}
+
+/// The longest one Capture call can take, retries included: every attempt
+/// running into `timeout`, plus the pauses between them.
+pub fn call_budget(timeout: Duration, retries: u32) -> Duration {
+    (1..=retries).fold(timeout, |total, attempt| {
+        total
+            .saturating_add(timeout)
+            .saturating_add(backoff(attempt))
+    })
 }
 
 fn transport(e: reqwest::Error) -> CaptureError {
@@ -428,6 +444,17 @@ mod tests {
             parse_reply(503, b"{}"),
             Err(CaptureError::Http(503))
         ));
+    }
+
+    #[test]
+    fn the_call_budget_counts_every_attempt_and_pause() {
+        let t = Duration::from_secs(4);
+        assert_eq!(call_budget(t, 0), t);
+        assert_eq!(call_budget(t, 2), Duration::from_millis(12_600));
+        assert_eq!(
+            call_budget(Duration::from_millis(100), 5),
+            Duration::from_millis(600 + 200 + 400 + 800 + 1600 + 1600)
+        );
     }
 
     #[test]

@@ -268,6 +268,13 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPTURE_SESSION_RETRY_AFTER", default_value_t = 2)]
     pub retry_after: u64,
 
+    /// Development and tests: hold a rotation's lock this many milliseconds
+    /// instead of its computed worst case (every Identity Cloud attempt timing
+    /// out, plus backoff and store round trips), to exercise a lock that
+    /// expires while its holder still waits. Refused without --simulate.
+    #[arg(long, env = "CAPTURE_SESSION_ROTATION_LOCK_MS", value_name = "MS")]
+    pub rotation_lock_ms: Option<u64>,
+
     /// Session cookie without `Secure` and without the `__Host-` prefix, for
     /// plain-http development on a loopback address only: refused unless
     /// --simulate is set (which implies it on a loopback address).

@@ -21,9 +21,9 @@ use serde_json::Value;
 
 use crate::admin::Endpoint;
 use crate::app::AppState;
-use crate::capture::{CaptureError, ErrorClass};
+use crate::capture::{call_budget, CaptureError, ErrorClass};
 use crate::error::{ApiError, ApiResult};
-use crate::secret::SessionId;
+use crate::secret::{random_hex, SessionId};
 use crate::store::{now_ms, Loaded, SessionRecord, StoreError, Update};
 
 /// Longest uuid accepted at start.
@@ -300,13 +300,11 @@ pub async fn refresh_session(
     // token, so the new one must still be saved and the lock released.
     let task_app = app.clone();
     let seen_generation = record.generation;
+    let mode = record.mode;
     let rotation = tokio::spawn(async move {
         let app = &task_app;
-        let timeout = app.settings.upstream_timeout;
-        let attempts = app.settings.upstream_retries + 1;
-        // Hold the lock no longer than the longest possible rotation (every
-        // attempt timing out, plus backoff); wait for it a little longer.
-        let hold = timeout * attempts + Duration::from_secs(3);
+        let hold = rotation_hold(app, mode);
+        // Wait for another request's rotation a little longer than it may run.
         let wait = hold + Duration::from_secs(1);
         let lock = app
             .store
@@ -369,10 +367,28 @@ async fn rotate_locked(
                     "Identity Cloud gave this session no refresh token",
                 ));
             };
-            app.capture
-                .refresh(refresh_token)
+            // Spending the single-use refresh token: say so, in case this
+            // rotation outlives its lock and another one finds it spent.
+            let nonce = random_hex::<8>();
+            // Until when this rotation may still save: its worst case (not
+            // the lock's hold, which --rotation-lock-ms may make shorter).
+            let deadline = requested.saturating_add(millis(rotation_worst_case(app, 1)));
+            app.store
+                .begin_rotation(key, &nonce, deadline)
                 .await
-                .map(|g| (g.access_token, g.expires_in, g.refresh_token))
+                .map_err(|e| store_failure(app, e))?;
+            let result = app.capture.refresh(refresh_token).await;
+            if result.is_err() {
+                if let Err(e) = app.store.end_rotation(key, &nonce).await {
+                    tracing::warn!(error = %e, "could not clear a rotation's note (it lapses by itself)");
+                }
+            }
+            match result {
+                Err(e) if e.class() == ErrorClass::GrantInvalid => {
+                    return lost_race_or_ended(app, key, record.generation, e).await;
+                }
+                other => other.map(|g| (g.access_token, g.expires_in, g.refresh_token)),
+            }
         }
     };
     let (token, expires_in, new_refresh): (AccessToken, _, _) = match minted {
@@ -382,21 +398,7 @@ async fn rotate_locked(
                 Mode::Token => Call::MintToken,
                 Mode::Code => Call::RefreshGrant,
             };
-            let generation = record.generation;
-            let err = upstream_failure(app, call, e);
-            if err.code == capture_session_core::wire::ErrorCode::SessionExpired {
-                tracing::warn!(
-                    generation,
-                    "Identity Cloud refused the session's grant: session ended"
-                );
-            }
-            if err.code == capture_session_core::wire::ErrorCode::SessionExpired {
-                app.store
-                    .delete(key)
-                    .await
-                    .map_err(|e| store_failure(app, e))?;
-            }
-            return Err(err);
+            return Err(refused(app, key, call, record.generation, e).await);
         }
     };
     let lifetime_ms = expires_in.map_or(millis(app.settings.token_lifetime), |s| {
@@ -439,6 +441,90 @@ async fn rotate_locked(
     );
     Ok(token_reply(&record, now))
 }
+
+/// Identity Cloud refused the session's refresh token. That ends the session
+/// only if no other rotation spent it: with Redis, a rotation can outlive its
+/// lock (a slow or paused instance) and race this one. So: while the session
+/// still has generation `started_from` and another rotation is noted in
+/// flight, wait for it (at most until its deadline); when the generation
+/// moves on, the winner's token is the answer. Only a refusal nobody else
+/// explains ends the session.
+async fn lost_race_or_ended(
+    app: &AppState,
+    key: &str,
+    started_from: u64,
+    e: CaptureError,
+) -> ApiResult<TokenReply> {
+    loop {
+        let record = load_live(app, key).await?;
+        let now = now_ms();
+        if record.generation != started_from {
+            tracing::warn!(
+                "a rotation lost a race with another instance: answering the winner's token"
+            );
+            return Ok(token_reply(&record, now));
+        }
+        let in_flight = app
+            .store
+            .rotations_in_flight(key)
+            .await
+            .map_err(|e| store_failure(app, e))?;
+        let Some(until) = in_flight.iter().map(|(_, d)| *d).filter(|d| *d > now).max() else {
+            break;
+        };
+        tracing::info!(
+            "the refresh token was spent by a rotation still in flight: waiting for its result"
+        );
+        let pause = Duration::from_millis(until.saturating_sub(now).min(50));
+        tokio::time::sleep(pause).await;
+    }
+    Err(refused(app, key, Call::RefreshGrant, started_from, e).await)
+}
+
+/// The answer to a failed rotation call; a refused grant ends the session.
+async fn refused(
+    app: &AppState,
+    key: &str,
+    call: Call,
+    generation: u64,
+    e: CaptureError,
+) -> ApiError {
+    let err = upstream_failure(app, call, e);
+    if err.code == capture_session_core::wire::ErrorCode::SessionExpired {
+        tracing::warn!(
+            generation,
+            "Identity Cloud refused the session's grant: session ended"
+        );
+        if let Err(e) = app.store.delete(key).await {
+            return store_failure(app, e);
+        }
+    }
+    err
+}
+
+/// How long a rotation may hold the session's lock: the worst case of its
+/// Identity Cloud calls (each with every attempt timing out, plus the pauses
+/// between them; token mode may re-verify the user before minting) and of
+/// its store round trips. `--rotation-lock-ms` (development) overrides it.
+fn rotation_hold(app: &AppState, mode: Mode) -> Duration {
+    if let Some(hold) = app.settings.rotation_lock {
+        return hold;
+    }
+    let calls = match mode {
+        Mode::Token => 2,
+        Mode::Code => 1,
+    };
+    rotation_worst_case(app, calls)
+}
+
+/// The longest a rotation making `calls` Identity Cloud calls can take.
+fn rotation_worst_case(app: &AppState, calls: u32) -> Duration {
+    call_budget(app.settings.upstream_timeout, app.settings.upstream_retries) * calls + STORE_MARGIN
+}
+
+/// What the store round trips of a rotation may take (re-read, note, save:
+/// Redis answers each within 2 s or fails).
+const STORE_MARGIN: Duration = Duration::from_secs(4);
 
 async fn load_live(app: &AppState, key: &str) -> ApiResult<SessionRecord> {
     let record = match app

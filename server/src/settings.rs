@@ -125,6 +125,8 @@ pub struct Settings {
     pub encryption: Option<Keyring>,
     /// `--allow-plaintext-store`.
     pub allow_plaintext_store: bool,
+    /// `--rotation-lock-ms` (development): overrides the computed lock hold.
+    pub rotation_lock: Option<Duration>,
     /// `--max-sessions-per-user` (0: no bound).
     pub max_sessions_per_user: usize,
     /// Idle lifetime of a session.
@@ -201,6 +203,12 @@ impl Settings {
                 reason:
                     "development only: allowed with --simulate (and no --capture-url off loopback)"
                         .into(),
+            });
+        }
+        if args.rotation_lock_ms.is_some() && !simulate {
+            return Err(ConfigError::Invalid {
+                flag: "--rotation-lock-ms",
+                reason: "development only: allowed with --simulate".into(),
             });
         }
         let issuer_client = match (args.issuer_client_id, args.issuer_client_secret) {
@@ -349,6 +357,10 @@ impl Settings {
             encryption,
             allow_plaintext_store: args.allow_plaintext_store,
             max_sessions_per_user: args.max_sessions_per_user,
+            rotation_lock: args
+                .rotation_lock_ms
+                .map(|ms| positive("--rotation-lock-ms", ms).map(Duration::from_millis))
+                .transpose()?,
             session_idle: Duration::from_secs(positive(
                 "--session-idle-timeout",
                 args.session_idle_timeout,

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -330,43 +329,6 @@ fn spawn_demo(extra: &[&str]) -> (Child, String, Harness) {
         http: client(),
     };
     (child, addr, h)
-}
-
-/// Starts the built binary and waits for its log line containing `ready`;
-/// returns the child and the address it logged.
-fn spawn_bin(args: &[&str], ready: &str) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ready = ready.to_owned();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains(&ready) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line);
-                }
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the binary logs that it listens");
-    // "http://127.0.0.1:PORT/" or "addr=127.0.0.1:PORT".
-    let addr = line
-        .split(|c: char| c.is_whitespace() || c == '/' || c == '=')
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .expect("an address in the log line")
-        .to_owned();
-    (child, addr)
 }
 
 fn sigterm(child: &Child) {

@@ -246,6 +246,40 @@ impl SessionStore {
         }
     }
 
+    /// Notes that a rotation which spends the session's single-use grant is
+    /// in flight until `deadline_ms` (unix ms), under `nonce`. With Redis a
+    /// rotation can outlive its lock (a paused or slow instance): a later
+    /// one that finds the grant already spent then knows to wait for it
+    /// rather than end the session. (Memory locks do not expire: no-op.)
+    pub async fn begin_rotation(
+        &self,
+        key: &str,
+        nonce: &str,
+        deadline_ms: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            SessionStore::Memory(_) => Ok(()),
+            SessionStore::Redis(s) => s.begin_rotation(key, nonce, deadline_ms).await,
+        }
+    }
+
+    /// Drops the note of [`SessionStore::begin_rotation`] (a save drops
+    /// every note by itself).
+    pub async fn end_rotation(&self, key: &str, nonce: &str) -> Result<(), StoreError> {
+        match self {
+            SessionStore::Memory(_) => Ok(()),
+            SessionStore::Redis(s) => s.end_rotation(key, nonce).await,
+        }
+    }
+
+    /// The rotations noted in flight on a session: (nonce, deadline ms).
+    pub async fn rotations_in_flight(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        match self {
+            SessionStore::Memory(_) => Ok(Vec::new()),
+            SessionStore::Redis(s) => s.rotations_in_flight(key).await,
+        }
+    }
+
     /// Waits up to `wait` for the session's rotation lock; the lock is held
     /// at most `hold` (Redis expires it if this process dies).
     pub async fn lock(

@@ -79,8 +79,9 @@ return ended
 "#;
 
 /// KEYS: session. ARGV: expected generation, value, new generation, ttl ms
-/// ("" keeps the TTL). 1 saved, 0 gone, -1 generation changed, -2 revoked,
-/// -3 evicted.
+/// ("" keeps the TTL). 1 saved (and every note of a rotation in flight
+/// dropped: they all started from an older generation), 0 gone, -1
+/// generation changed, -2 revoked, -3 evicted.
 const UPDATE_SCRIPT: &str = r#"
 local s = redis.call("HMGET", KEYS[1], "g", "r")
 if s[2] == "evicted" then return -3 end
@@ -89,7 +90,20 @@ if not s[1] then return 0 end
 if s[1] ~= ARGV[1] then return -1 end
 redis.call("HSET", KEYS[1], "g", ARGV[3], "v", ARGV[2])
 if ARGV[4] ~= "" then redis.call("PEXPIRE", KEYS[1], ARGV[4]) end
+for _, f in ipairs(redis.call("HKEYS", KEYS[1])) do
+  if string.sub(f, 1, 2) == "p:" then redis.call("HDEL", KEYS[1], f) end
+end
 return 1
+"#;
+
+/// KEYS: session. ARGV: nonce, deadline ms. Notes a rotation in flight on a
+/// live session (`p:<nonce>` = its deadline).
+const BEGIN_SCRIPT: &str = r#"
+if redis.call("HEXISTS", KEYS[1], "v") == 1 then
+  redis.call("HSET", KEYS[1], "p:" .. ARGV[1], ARGV[2])
+  return 1
+end
+return 0
 "#;
 
 /// KEYS: session. ARGV: member (K). Deletes it and its index entry.
@@ -146,6 +160,7 @@ struct Shared {
     update: redis::Script,
     delete: redis::Script,
     revoke: redis::Script,
+    begin: redis::Script,
     unreadable: AtomicU64,
 }
 
@@ -207,6 +222,7 @@ impl RedisStore {
                 update: redis::Script::new(UPDATE_SCRIPT),
                 delete: redis::Script::new(DELETE_SCRIPT),
                 revoke: script(REVOKE_SCRIPT),
+                begin: redis::Script::new(BEGIN_SCRIPT),
                 unreadable: AtomicU64::new(0),
             }),
         })
@@ -360,6 +376,48 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await?;
         Ok(usize::try_from(ended).unwrap_or(0))
+    }
+
+    pub(super) async fn begin_rotation(
+        &self,
+        key: &str,
+        nonce: &str,
+        deadline_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .shared
+            .begin
+            .key(self.session_key(key))
+            .arg(nonce)
+            .arg(deadline_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn end_rotation(&self, key: &str, nonce: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn
+            .hdel(self.session_key(key), format!("p:{nonce}"))
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn rotations_in_flight(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<(String, Vec<u8>)> = conn.hgetall(self.session_key(key)).await?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(f, v)| {
+                let nonce = f.strip_prefix("p:")?.to_owned();
+                let deadline = std::str::from_utf8(&v).ok()?.parse().ok()?;
+                Some((nonce, deadline))
+            })
+            .collect())
     }
 
     pub(super) async fn lock(

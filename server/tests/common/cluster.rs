@@ -311,3 +311,52 @@ impl Site {
         }
     }
 }
+
+/// A server instance as a child process (the built binary, see
+/// [`instance_flags`]): it can be killed with SIGKILL and started again.
+pub struct Process {
+    child: Child,
+    flags: Vec<String>,
+    pub h: Harness,
+}
+
+impl Process {
+    pub fn spawn(store: &str, sim: &str, token_lifetime: u64, extra: &[&str]) -> Process {
+        let flags = instance_flags(store, sim, token_lifetime, extra);
+        let (child, h) = Self::launch(&flags, sim);
+        Process { child, flags, h }
+    }
+
+    fn launch(flags: &[String], sim: &str) -> (Child, Harness) {
+        let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (child, addr) = spawn_bin(&args, "demo and simulator at");
+        let h = Harness {
+            server: None,
+            base: format!("http://{addr}"),
+            sim: sim.to_owned(),
+            http: client(),
+        };
+        (child, h)
+    }
+
+    /// SIGKILL: no shutdown, no unlock, nothing saved.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same flags (on a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        let sim = self.h.sim.clone();
+        let (child, h) = Self::launch(&self.flags, &sim);
+        self.child = child;
+        self.h = h;
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -4,6 +4,8 @@
 
 pub mod cluster;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use capture_session_server::cli::Cli;
@@ -393,6 +395,43 @@ impl Harness {
         )
         .await
     }
+}
+
+/// Starts the built binary and waits for its log line containing `ready`;
+/// returns the child and the address it logged.
+pub fn spawn_bin(args: &[&str], ready: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capture-session-server"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_owned();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains(&ready) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(line);
+                }
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the binary logs that it listens");
+    // "http://127.0.0.1:PORT/" or "addr=127.0.0.1:PORT".
+    let addr = line
+        .split(|c: char| c.is_whitespace() || c == '/' || c == '=')
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .expect("an address in the log line")
+        .to_owned();
+    (child, addr)
 }
 
 /// The contract's name for a token: FNV-1a 32-bit, 8 lowercase hex digits.
