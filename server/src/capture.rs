@@ -171,6 +171,29 @@ impl CaptureClient {
         })
     }
 
+    /// `/entity` by `uuid` with the access_issuer client: does the user still
+    /// exist, and may this client still act for them? `Ok` when Capture
+    /// returns the record.
+    pub async fn check_user(&self, uuid: &str) -> Result<(), CaptureError> {
+        let form = [
+            ("uuid", uuid),
+            ("type_name", self.type_name.as_str()),
+            ("attributes", "[\"uuid\"]"),
+        ];
+        let reply = self
+            .call("/entity", Some(&self.issuer), &form, true)
+            .await?;
+        reply
+            .get("result")
+            .and_then(|r| r.get("uuid"))
+            .and_then(Value::as_str)
+            .filter(|u| *u == uuid)
+            .map(|_| ())
+            .ok_or(CaptureError::Malformed(
+                "/entity reply is not the user asked for",
+            ))
+    }
+
     /// `/access/getAccessToken` for `uuid` with the access_issuer client.
     pub async fn mint_access_token(&self, uuid: &str) -> Result<AccessToken, CaptureError> {
         let mut form = vec![("uuid", uuid), ("type_name", self.type_name.as_str())];

@@ -268,6 +268,20 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPTURE_SESSION_RETRY_AFTER", default_value_t = 2)]
     pub retry_after: u64,
 
+    /// Token mode: a session's user is checked again at Identity Cloud
+    /// (`/entity` by uuid with the API client) when a refresh needs a new
+    /// token and this many seconds have passed since the last check; a user
+    /// who no longer exists, or whom the client may no longer act for, ends
+    /// the session (a failed or slow call does not: the next refresh checks
+    /// again).
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_REVERIFY_INTERVAL",
+        default_value_t = 3600,
+        value_name = "SECONDS"
+    )]
+    pub reverify_interval: u64,
+
     /// Development and tests: hold a rotation's lock this many milliseconds
     /// instead of its computed worst case (every Identity Cloud attempt timing
     /// out, plus backoff and store round trips), to exercise a lock that

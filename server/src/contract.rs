@@ -352,11 +352,13 @@ async fn rotate_locked(
     }
     let requested = now_ms();
     let minted = match record.mode {
-        Mode::Token => app
-            .capture
-            .mint_access_token(&record.uuid)
-            .await
-            .map(|t| (t, None, None)),
+        Mode::Token => {
+            reverify(app, key, &mut record, requested).await?;
+            app.capture
+                .mint_access_token(&record.uuid)
+                .await
+                .map(|t| (t, None, None))
+        }
         Mode::Code => {
             let Some(refresh_token) = record.refresh_token.as_ref() else {
                 app.store
@@ -440,6 +442,48 @@ async fn rotate_locked(
         "session refreshed with a new token"
     );
     Ok(token_reply(&record, now))
+}
+
+/// Token mode: before minting, checks the user again at Identity Cloud when
+/// `--reverify-interval` has passed since the last check (a leaked token
+/// must not buy renewals past that). A user who is gone (`310`), or whom the
+/// API client may no longer act for (`403`), ends the session; any other
+/// failure (network, 5xx, 510, a timeout) does not: the session keeps
+/// working and the next refresh checks again.
+async fn reverify(
+    app: &AppState,
+    key: &str,
+    record: &mut SessionRecord,
+    now: u64,
+) -> ApiResult<()> {
+    if now.saturating_sub(record.verified_ms) < millis(app.settings.reverify_interval) {
+        return Ok(());
+    }
+    match app.capture.check_user(&record.uuid).await {
+        Ok(()) => {
+            record.verified_ms = now;
+            Ok(())
+        }
+        Err(CaptureError::Api { code, .. }) if code == 310 || code == 403 => {
+            tracing::warn!(
+                capture_code = code,
+                "Identity Cloud no longer vouches for the session's user: session ended"
+            );
+            app.store
+                .delete(key)
+                .await
+                .map_err(|e| store_failure(app, e))?;
+            Err(ApiError::session_expired(if code == 310 {
+                "the user no longer exists at Identity Cloud"
+            } else {
+                "the site may no longer act for this user at Identity Cloud"
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not re-verify the session's user at Identity Cloud; trying again at the next refresh");
+            Ok(())
+        }
+    }
 }
 
 /// Identity Cloud refused the session's refresh token. That ends the session

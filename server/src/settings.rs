@@ -125,6 +125,8 @@ pub struct Settings {
     pub encryption: Option<Keyring>,
     /// `--allow-plaintext-store`.
     pub allow_plaintext_store: bool,
+    /// `--reverify-interval`.
+    pub reverify_interval: Duration,
     /// `--rotation-lock-ms` (development): overrides the computed lock hold.
     pub rotation_lock: Option<Duration>,
     /// `--max-sessions-per-user` (0: no bound).
@@ -357,6 +359,10 @@ impl Settings {
             encryption,
             allow_plaintext_store: args.allow_plaintext_store,
             max_sessions_per_user: args.max_sessions_per_user,
+            reverify_interval: Duration::from_secs(positive(
+                "--reverify-interval",
+                args.reverify_interval,
+            )?),
             rotation_lock: args
                 .rotation_lock_ms
                 .map(|ms| positive("--rotation-lock-ms", ms).map(Duration::from_millis))

@@ -356,6 +356,13 @@ pub async fn get_access_token(
     }
     let inner = &sim.inner;
     let mut data = inner.data();
+    if data.client_revoked {
+        return capture_error(
+            StatusCode::OK,
+            403,
+            "this API client may no longer mint access tokens",
+        );
+    }
     if data.user_by_uuid(uuid).is_none() {
         return capture_error(StatusCode::OK, 310, "no user with this uuid");
     }
@@ -418,6 +425,38 @@ fn token_user(
     Ok((p, uuid))
 }
 
+/// The uuid of an `/entity` call by `uuid` and `type_name`: the access_issuer
+/// client (not revoked, see `/_admin/client`) and a user that exists.
+fn entity_by_uuid(sim: &Simulator, headers: &HeaderMap, p: &Params) -> Result<String, Response> {
+    match authenticate(sim, headers, p) {
+        Ok(Client::Issuer) => {}
+        Ok(Client::Login) => {
+            return Err(capture_error(
+                StatusCode::OK,
+                403,
+                "a login client may not read records by uuid",
+            ))
+        }
+        Err(why) => return Err(capture_error(StatusCode::OK, 402, why)),
+    }
+    if required(p, "type_name")? != "user" {
+        return Err(capture_error(StatusCode::OK, 200, "unknown type_name"));
+    }
+    let uuid = required(p, "uuid")?;
+    let mut data = sim.inner.data();
+    if data.client_revoked {
+        return Err(capture_error(
+            StatusCode::OK,
+            403,
+            "this API client may no longer access records",
+        ));
+    }
+    match data.user_by_uuid(uuid) {
+        Some(_) => Ok(uuid.to_owned()),
+        None => Err(capture_error(StatusCode::OK, 310, "no user with this uuid")),
+    }
+}
+
 /// `POST /entity`: the record of the token's user.
 pub async fn entity(
     State(sim): State<Simulator>,
@@ -425,8 +464,27 @@ pub async fn entity(
     form: Result<Form<Params>, FormRejection>,
 ) -> Response {
     bump(&sim.inner.stats.entity);
-    let (p, uuid) = match token_user(&sim, &headers, form) {
-        Ok(found) => found,
+    let p = match params(form) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    // By uuid with an API client (a server checking a user), or by the
+    // user's own access token.
+    let by_uuid = bearer_or_param(&headers, &p).is_none() && p.contains_key("uuid");
+    let found = if by_uuid {
+        entity_by_uuid(&sim, &headers, &p)
+    } else {
+        match bearer_or_param(&headers, &p) {
+            Some(token) => check_token(&sim, &token),
+            None => Err(capture_error(
+                StatusCode::OK,
+                100,
+                "missing required argument: access_token",
+            )),
+        }
+    };
+    let uuid = match found {
+        Ok(uuid) => uuid,
         Err(r) => return r,
     };
     let wanted: Option<Vec<String>> = match p.get("attributes") {
@@ -595,6 +653,70 @@ pub async fn users(State(sim): State<Simulator>) -> Json<Value> {
             })
             .collect(),
     ))
+}
+
+/// An admin request's JSON body, or `400` saying the shape expected.
+fn admin_body<T>(body: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, Response> {
+    body.map(|Json(b)| b).map_err(|_| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("expected {shape}")})),
+        )
+            .into_response()
+    })
+}
+
+/// Body of `POST /_admin/users/delete`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteUser {
+    /// The user.
+    uuid: String,
+}
+
+/// `POST /_admin/users/delete`: the user no longer exists (`/entity` and
+/// `/access/getAccessToken` answer `310 record_not_found`; its tokens stay).
+pub async fn delete_user(
+    State(sim): State<Simulator>,
+    body: Result<Json<DeleteUser>, JsonRejection>,
+) -> Response {
+    let d = match admin_body(body, r#"{"uuid": "..."}"#) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let mut data = sim.inner.data();
+    let before = data.users.len();
+    data.users.retain(|u| u.uuid != d.uuid);
+    let deleted = before - data.users.len();
+    tracing::info!(deleted, "simulator deleted a user");
+    Json(json!({"deleted": deleted})).into_response()
+}
+
+/// Body of `POST /_admin/client`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientAccess {
+    /// `false`: the API client may no longer act for users.
+    permitted: bool,
+}
+
+/// `POST /_admin/client`: revoke (or give back) the API client's right to
+/// act for users: `/entity` by uuid and `/access/getAccessToken` answer
+/// `403 client_permission_error` while it is revoked.
+pub async fn client_access(
+    State(sim): State<Simulator>,
+    body: Result<Json<ClientAccess>, JsonRejection>,
+) -> Response {
+    let c = match admin_body(body, r#"{"permitted": true|false}"#) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    sim.inner.data().client_revoked = !c.permitted;
+    tracing::info!(
+        permitted = c.permitted,
+        "simulator API client access changed"
+    );
+    Json(json!({"permitted": c.permitted})).into_response()
 }
 
 /// `GET /_admin/stats`: requests that reached each endpoint's logic.

@@ -43,6 +43,8 @@ pub fn router(sim: Simulator) -> Router {
         )
         .route("/revoke", post(api::revoke))
         .route("/users", get(api::users))
+        .route("/users/delete", post(api::delete_user))
+        .route("/client", post(api::client_access))
         .route("/stats", get(api::stats))
         .route("/stats/reset", post(api::reset_stats))
         .layer(axum::middleware::from_fn(crate::admin::loopback_host_only));

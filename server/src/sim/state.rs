@@ -112,6 +112,8 @@ pub(super) struct SimData {
     pub refresh: HashMap<String, RefreshGrant>,
     /// Refresh tokens already used (bounded), to tell a replay from garbage.
     pub spent: std::collections::HashSet<String>,
+    /// The API client may no longer act for users (`/_admin/client`).
+    pub client_revoked: bool,
     issued: u64,
 }
 
