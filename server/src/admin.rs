@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use capture_session_core::wire::ErrorCode;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::request::SessionCookie;
 
 /// A contract endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +179,31 @@ impl AdminState {
     }
 }
 
+/// Middleware of the contract routes with `--simulate` only: counts every
+/// request that reaches an endpoint (before any check) and answers for it
+/// during a simulated outage. Production requests never pass here, so they
+/// never take the outage's lock.
+pub async fn count_and_outage(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = match request.uri().path().rsplit('/').next() {
+        Some("start") => Endpoint::Start,
+        Some("refresh") => Endpoint::Refresh,
+        Some("end") => Endpoint::End,
+        _ => return next.run(request).await,
+    };
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    app.admin.count(endpoint);
+    match app.admin.outage(endpoint).await {
+        Some(response) => response,
+        None => next.run(request).await,
+    }
+}
+
 /// `GET /capture-session/_admin/stats`.
 pub async fn stats(State(app): State<AppState>) -> Json<serde_json::Value> {
     let c = &app.admin.counters;
@@ -228,8 +254,11 @@ pub async fn get_outage(State(app): State<AppState>) -> Json<Option<Outage>> {
 
 /// `GET /capture-session/_admin/session`: whether the caller's cookie names a
 /// live session, and its non-secret facts.
-pub async fn session_info(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(id) = crate::contract::session_cookie(&app, &headers) else {
+pub async fn session_info(
+    State(app): State<AppState>,
+    SessionCookie(id): SessionCookie,
+) -> Response {
+    let Some(id) = id else {
         return Json(serde_json::json!({"exists": false})).into_response();
     };
     match app.store.load(&id.store_key()).await {

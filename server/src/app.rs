@@ -6,20 +6,25 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use capture_session_core::wire::MAX_BODY_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::admin::{self, AdminState};
 use crate::capture::CaptureClient;
 use crate::cli::StoreArgs;
+use crate::clock::Clock;
 use crate::contract;
+use crate::request::AllowedOrigins;
 use crate::settings::{ConfigError, Settings, StaticDirs, StoreConfig};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::memory::MemoryStore;
@@ -40,10 +45,13 @@ pub struct AppState {
     pub store: SessionStore,
     /// Identity Cloud.
     pub capture: CaptureClient,
-    /// Counters and simulated outages.
+    /// Counters and simulated outages (the outage is read only by the
+    /// `--simulate` middleware).
     pub admin: Arc<AdminState>,
-    /// Allowed page origins (lowercase); empty: same host as the request.
-    pub allowed_origins: Arc<Vec<String>>,
+    /// Allowed page origins; empty: same host as the request.
+    pub allowed_origins: Arc<AllowedOrigins>,
+    /// Where "now" comes from.
+    pub clock: Clock,
     /// The session cookie's name.
     pub cookie_name: &'static str,
 }
@@ -80,10 +88,10 @@ fn store_limits(settings: &Settings) -> StoreLimits {
 }
 
 /// Connects the configured store.
-async fn open_store(settings: &Settings) -> Result<SessionStore, StoreError> {
+async fn open_store(settings: &Settings, clock: &Clock) -> Result<SessionStore, StoreError> {
     let limits = store_limits(settings);
     Ok(match &settings.store {
-        StoreConfig::Memory => SessionStore::Memory(MemoryStore::new(limits)),
+        StoreConfig::Memory => SessionStore::Memory(MemoryStore::with_clock(limits, clock.clone())),
         StoreConfig::Redis {
             url,
             prefix,
@@ -150,7 +158,16 @@ pub struct Server {
 
 impl Server {
     /// Binds the listener, connects the store and builds the routes.
-    pub async fn bind(mut settings: Settings) -> Result<Server, StartupError> {
+    pub async fn bind(settings: Settings) -> Result<Server, StartupError> {
+        Server::bind_with_clock(settings, Clock::real()).await
+    }
+
+    /// [`Server::bind`] with the clock the handlers and the memory store
+    /// read (tests advance it instead of sleeping).
+    pub async fn bind_with_clock(
+        mut settings: Settings,
+        clock: Clock,
+    ) -> Result<Server, StartupError> {
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -191,7 +208,7 @@ impl Server {
                 allowed_origins.push(format!("http://localhost:{}", local_addr.port()));
             }
         }
-        let store = open_store(&settings).await?;
+        let store = open_store(&settings, &clock).await?;
         let capture = CaptureClient::new(capture_url, &settings)?;
         let cookie_name = if settings.insecure_cookies {
             INSECURE_COOKIE_NAME
@@ -206,8 +223,9 @@ impl Server {
             store,
             capture,
             admin: Arc::new(AdminState::default()),
-            allowed_origins: Arc::new(allowed_origins),
+            allowed_origins: Arc::new(AllowedOrigins::new(allowed_origins)),
             cookie_name,
+            clock,
         };
         let router = routes(state, simulator, static_dirs.as_ref(), simulate);
         Ok(Server {
@@ -290,17 +308,29 @@ fn routes(
         .route("/capture-session/start", post(contract::start))
         .route("/capture-session/refresh", post(contract::refresh))
         .route("/capture-session/end", post(contract::end));
+    if simulate {
+        // Demo counters and simulated outages, in front of every check.
+        contract_routes = contract_routes.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::count_and_outage,
+        ));
+    }
+    contract_routes = contract_routes
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(contract::log_refusals))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
     // A page on another allowed origin (same site, e.g. www. -> api.) calls
     // with credentials: answer its preflight and let it read the replies.
-    let origins: Vec<HeaderValue> = state
-        .allowed_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    if !origins.is_empty() {
+    if !state.allowed_origins.list().is_empty() {
+        let allowed = Arc::clone(&state.allowed_origins);
         contract_routes = contract_routes.layer(
             CorsLayer::new()
-                .allow_origin(AllowOrigin::list(origins))
+                .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                    origin.to_str().is_ok_and(|o| allowed.allows(o, None))
+                }))
                 .allow_methods([Method::POST])
                 .allow_headers(AllowHeaders::mirror_request())
                 .allow_credentials(true)

@@ -6,25 +6,22 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use capture_session_core::token::is_plausible_token;
-use capture_session_core::wire::{
-    Fingerprint, Mode, RefreshRequest, StartRequest, TokenReply, HEADER_NAME, HEADER_VALUE,
-    MAX_BODY_BYTES,
-};
+use capture_session_core::wire::{Fingerprint, Mode, RefreshRequest, StartRequest, TokenReply};
 use capture_session_core::AccessToken;
 use serde_json::Value;
 
-use crate::admin::Endpoint;
 use crate::app::AppState;
 use crate::capture::{call_budget, CaptureError, ErrorClass};
 use crate::error::{ApiError, ApiResult};
+use crate::request::{CheckedRequest, JsonContentType, LimitedBody, SessionCookie};
 use crate::secret::{random_hex, SessionId};
-use crate::store::{now_ms, Loaded, SessionRecord, StoreError, Update};
+use crate::store::{Loaded, SessionRecord, StoreError, Update};
 
 /// Longest uuid accepted at start.
 const MAX_UUID_LEN: usize = 128;
@@ -32,59 +29,71 @@ const MAX_UUID_LEN: usize = 128;
 const MAX_REDIRECT_URI_LEN: usize = 2048;
 
 /// `POST /capture-session/start`.
-pub async fn start(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    app.admin.count(Endpoint::Start);
-    if let Some(r) = app.admin.outage(Endpoint::Start).await {
-        return r;
-    }
-    respond("start", start_inner(&app, &headers, body).await)
+pub async fn start(
+    State(app): State<AppState>,
+    _: CheckedRequest,
+    _: JsonContentType,
+    SessionCookie(previous): SessionCookie,
+    LimitedBody(bytes): LimitedBody,
+) -> ApiResult<Response> {
+    start_session(&app, previous, &bytes).await
 }
 
 /// `POST /capture-session/refresh`.
-pub async fn refresh(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    app.admin.count(Endpoint::Refresh);
-    if let Some(r) = app.admin.outage(Endpoint::Refresh).await {
-        return r;
-    }
-    respond("refresh", refresh_inner(&app, &headers, body).await)
+pub async fn refresh(
+    State(app): State<AppState>,
+    _: CheckedRequest,
+    SessionCookie(id): SessionCookie,
+    LimitedBody(bytes): LimitedBody,
+) -> ApiResult<Json<TokenReply>> {
+    let request = parse_refresh(&bytes)?;
+    let id = id.ok_or_else(ApiError::no_session)?;
+    Ok(Json(refresh_session(&app, &id, request).await?))
 }
 
 /// `POST /capture-session/end`.
-pub async fn end(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    app.admin.count(Endpoint::End);
-    if let Some(r) = app.admin.outage(Endpoint::End).await {
-        return r;
+pub async fn end(
+    State(app): State<AppState>,
+    _: CheckedRequest,
+    SessionCookie(id): SessionCookie,
+    LimitedBody(bytes): LimitedBody,
+) -> ApiResult<Response> {
+    require_object_or_empty(&bytes)?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(id) = id {
+        app.store
+            .delete(&id.store_key())
+            .await
+            .map_err(|e| store_failure(&app, e))?;
+        tracing::info!("session ended");
+        clear_cookie(&app, &mut response);
     }
-    respond("end", end_inner(&app, &headers, body).await)
+    Ok(response)
 }
 
-fn respond(endpoint: &'static str, result: ApiResult<Response>) -> Response {
-    match result {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(endpoint, error = e.code.as_str(), status = e.code.status(), message = %e.message, "request refused");
-            e.into_response()
-        }
+/// Middleware of the contract routes: logs every refusal with its endpoint
+/// (the reply carries the [`ApiError`] it was made from).
+pub async fn log_refusals(request: Request, next: Next) -> Response {
+    let endpoint = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    if let Some(e) = response.extensions().get::<ApiError>() {
+        tracing::info!(endpoint, error = e.code.as_str(), status = e.code.status(), message = %e.message, "request refused");
     }
+    response
 }
 
-async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    check_request(app, headers)?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !is_json {
-        return Err(ApiError::invalid_request(
-            "Content-Type must be application/json",
-        ));
-    }
-    let bytes = read_body(body).await?;
-    let request = parse_start(&bytes)?;
+async fn start_session(
+    app: &AppState,
+    previous: Option<SessionId>,
+    bytes: &[u8],
+) -> ApiResult<Response> {
+    let request = parse_start(bytes)?;
     let mode = request.mode();
     let keep_me_logged_in = request.keep_me_logged_in();
     if !app.settings.modes.contains(&mode) {
@@ -93,7 +102,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
             mode.as_str()
         )));
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let lifetime_ms = millis(app.settings.token_lifetime);
     let (record, reply_token) = match request {
         StartRequest::Token {
@@ -155,7 +164,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
                 access_token: grant.access_token.clone(),
                 refresh_token: grant.refresh_token,
                 client_session,
-                token_minted_ms: now_ms(),
+                token_minted_ms: app.clock.now_ms(),
                 token_expires_ms: now.saturating_add(expires_ms),
                 generation: 0,
                 created_ms: now,
@@ -166,7 +175,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
         }
     };
     // A login replaces whatever session this browser had: new id, old one gone.
-    if let Some(old) = session_cookie(app, headers) {
+    if let Some(old) = previous {
         app.store
             .delete(&old.store_key())
             .await
@@ -186,7 +195,7 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
         );
     }
     tracing::info!(mode = mode.as_str(), keep_me_logged_in, "session started");
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let reply = TokenReply {
         access_token: reply_token,
         expires_in: record.expires_in_secs(now).max(1),
@@ -198,35 +207,6 @@ async fn start_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
     // the session starts now).
     let max_age = keep_me_logged_in.then(|| app.settings.remember_max.as_secs());
     set_cookie(app, &mut response, &id, max_age);
-    no_store(&mut response);
-    Ok(response)
-}
-
-async fn refresh_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    check_request(app, headers)?;
-    let bytes = read_body(body).await?;
-    let request = parse_refresh(&bytes)?;
-    let id = session_cookie(app, headers).ok_or_else(ApiError::no_session)?;
-    let reply = refresh_session(app, &id, request).await?;
-    let mut response = (StatusCode::OK, Json(reply)).into_response();
-    no_store(&mut response);
-    Ok(response)
-}
-
-async fn end_inner(app: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    check_request(app, headers)?;
-    let bytes = read_body(body).await?;
-    require_object_or_empty(&bytes)?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Some(id) = session_cookie(app, headers) {
-        app.store
-            .delete(&id.store_key())
-            .await
-            .map_err(|e| store_failure(app, e))?;
-        tracing::info!("session ended");
-        clear_cookie(app, &mut response);
-    }
-    no_store(&mut response);
     Ok(response)
 }
 
@@ -286,7 +266,7 @@ pub async fn refresh_session(
 ) -> ApiResult<TokenReply> {
     let key = id.store_key();
     let record = load_live(app, &key).await?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let rule = Rule::of(&request);
     let extend = request.extends_idle_deadline();
     if current_answers(app, rule, &record, now, None) {
@@ -343,14 +323,14 @@ async fn rotate_locked(
     extend: bool,
 ) -> ApiResult<TokenReply> {
     let mut record = load_live(app, key).await?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     if current_answers(app, rule, &record, now, Some(seen_generation)) {
         if extend {
             touch(app, key, &record, now).await?;
         }
         return Ok(token_reply(&record, now));
     }
-    let requested = now_ms();
+    let requested = app.clock.now_ms();
     let minted = match record.mode {
         Mode::Token => {
             reverify(app, key, &mut record, requested).await?;
@@ -406,7 +386,7 @@ async fn rotate_locked(
     let lifetime_ms = expires_in.map_or(millis(app.settings.token_lifetime), |s| {
         s.saturating_mul(1000)
     });
-    let now = now_ms();
+    let now = app.clock.now_ms();
     record.access_token = token;
     if let Some(rt) = new_refresh {
         record.refresh_token = Some(rt);
@@ -433,7 +413,7 @@ async fn rotate_locked(
                 "a rotation lost a race with another instance: answering the winner's token"
             );
             let winner = load_live(app, key).await?;
-            return Ok(token_reply(&winner, now_ms()));
+            return Ok(token_reply(&winner, app.clock.now_ms()));
         }
     }
     app.admin.count_rotation();
@@ -501,7 +481,7 @@ async fn lost_race_or_ended(
 ) -> ApiResult<TokenReply> {
     loop {
         let record = load_live(app, key).await?;
-        let now = now_ms();
+        let now = app.clock.now_ms();
         if record.generation != started_from {
             tracing::warn!(
                 "a rotation lost a race with another instance: answering the winner's token"
@@ -588,7 +568,7 @@ async fn load_live(app: &AppState, key: &str) -> ApiResult<SessionRecord> {
         }
         None => return Err(ApiError::no_session()),
     };
-    if now_ms() >= session_ends_ms(app, &record) {
+    if app.clock.now_ms() >= session_ends_ms(app, &record) {
         app.store
             .delete(key)
             .await
@@ -752,51 +732,6 @@ fn store_failure(app: &AppState, e: StoreError) -> ApiError {
     ApiError::unavailable("session store unavailable", app.settings.retry_after_secs)
 }
 
-/// The checks every contract request passes: the `X-Capture-Session: 1`
-/// header (which also forces a CORS preflight cross-origin) and an allowed
-/// `Origin` when the browser sends one.
-fn check_request(app: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    if headers.get(HEADER_NAME).map(HeaderValue::as_bytes) != Some(HEADER_VALUE.as_bytes()) {
-        return Err(ApiError::forbidden(
-            "the X-Capture-Session: 1 header is required",
-        ));
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin
-            .to_str()
-            .map_err(|_| ApiError::forbidden("origin not allowed"))?
-            .to_ascii_lowercase();
-        let allowed = if app.allowed_origins.is_empty() {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_ascii_lowercase);
-            match (origin.split_once("://"), host) {
-                (Some(("http" | "https", o)), Some(h)) => o == h,
-                _ => false,
-            }
-        } else {
-            app.allowed_origins.contains(&origin)
-        };
-        if !allowed {
-            return Err(ApiError::forbidden("origin not allowed"));
-        }
-    }
-    Ok(())
-}
-
-/// Reads at most [`MAX_BODY_BYTES`]; larger bodies get `413 payload_too_large`.
-async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                capture_session_core::wire::ErrorCode::PayloadTooLarge,
-                "request bodies are limited to 16 KiB",
-            )
-        })
-}
-
 /// Parses a refresh body: empty or `{}` (contract 1.0), or an object with
 /// `replace` and `interactive` (1.1). Unknown fields are ignored; messages
 /// name the field, never its value.
@@ -901,17 +836,6 @@ fn parse_start(bytes: &[u8]) -> ApiResult<StartRequest> {
         .map_err(|_| ApiError::invalid_request("the body is not a valid start request"))
 }
 
-pub(crate) fn session_cookie(app: &AppState, headers: &HeaderMap) -> Option<SessionId> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == app.cookie_name)
-        .and_then(|(_, value)| SessionId::parse(value.trim()))
-}
-
 /// Sets the session cookie: a browser-session cookie (no `Max-Age`) when
 /// `max_age_secs` is `None`, else a persistent one.
 fn set_cookie(app: &AppState, response: &mut Response, id: &SessionId, max_age_secs: Option<u64>) {
@@ -937,12 +861,6 @@ fn append_cookie(app: &AppState, response: &mut Response, value: &str, max_age: 
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
-}
-
-fn no_store(response: &mut Response) {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 #[cfg(test)]

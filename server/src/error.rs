@@ -73,10 +73,12 @@ impl IntoResponse for ApiError {
             status,
             Json(ErrorReply {
                 error: self.code,
-                message: self.message,
+                message: self.message.clone(),
             }),
         )
             .into_response();
+        // For the middleware that logs refusals (`contract::log_refusals`).
+        response.extensions_mut().insert(self);
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

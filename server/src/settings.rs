@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use capture_session_core::origin::Origin;
 use capture_session_core::wire::Mode;
 
 use crate::cli::{ServerArgs, SimArgs, StoreArgs};
@@ -250,10 +251,11 @@ impl Settings {
             if o.is_empty() {
                 continue;
             }
-            let well_formed = match o.split_once("://") {
-                Some(("http" | "https", host)) => !host.is_empty() && !host.contains('/'),
-                _ => false,
-            };
+            // An origin alone: core's `Origin` parses it, and nothing follows
+            // the authority.
+            let well_formed = Origin::parse(o).is_some()
+                && o.split_once("://")
+                    .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
             if !well_formed {
                 return Err(ConfigError::Invalid {
                     flag: "--allowed-origin",

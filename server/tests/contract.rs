@@ -288,7 +288,7 @@ async fn concurrent_refreshes_of_one_session_rotate_once() {
     let h = sim_server(&["--reuse-window", "2"]).await;
     let s = h.start_code(true).await;
     // Let the start token age past the reuse window (2 s) so a rotation is due.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    h.clock.advance(Duration::from_millis(2100));
     // Slow the upstream so every request arrives while the rotation runs.
     h.fault(json!({"path": "/oauth/token", "latencyMs": 300, "count": 1}))
         .await;
@@ -313,7 +313,7 @@ async fn concurrent_refreshes_of_one_session_rotate_once() {
 async fn concurrent_refreshes_in_token_mode_mint_once() {
     let h = sim_server(&["--reuse-window", "2"]).await;
     let s = h.start_token().await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    h.clock.advance(Duration::from_millis(2100));
     h.fault(json!({"path": "/access/getAccessToken", "latencyMs": 300, "count": 1}))
         .await;
     let tokens = parallel_refreshes(&h, &s.cookie, 25).await;
@@ -438,6 +438,7 @@ async fn wrong_server_credentials_are_an_upstream_error() {
         sim: sim.sim.clone(),
         http: client(),
         server: Some(h),
+        clock: Clock::real(),
     };
     let code = other.sign_in("code").await;
     let r = other
@@ -718,11 +719,11 @@ async fn each_start_issues_a_new_session_id_and_drops_the_old_one() {
 async fn idle_sessions_end() {
     let h = sim_server(&["--session-idle-timeout", "2"]).await;
     let s = h.start_token().await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    h.clock.advance(Duration::from_millis(1200));
     assert_eq!(h.refresh(&s.cookie).await.status, 200, "use keeps it alive");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    h.clock.advance(Duration::from_millis(1200));
     assert_eq!(h.refresh(&s.cookie).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    h.clock.advance(Duration::from_millis(2300));
     h.refresh(&s.cookie).await.expect_error(401, "no_session");
     h.stop().await;
 }
@@ -732,7 +733,7 @@ async fn sessions_end_at_their_absolute_lifetime() {
     let h = sim_server(&["--session-max-lifetime", "2"]).await;
     let s = h.start_token().await;
     assert_eq!(h.refresh(&s.cookie).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    h.clock.advance(Duration::from_millis(2100));
     h.refresh(&s.cookie)
         .await
         .expect_error(401, "session_expired");
@@ -759,6 +760,7 @@ async fn cookie_is_host_prefixed_and_secure_off_loopback_mode() {
         sim: sim.sim.clone(),
         http: client(),
         server: Some(h),
+        clock: Clock::real(),
     };
     let s = other.start_token().await;
     assert!(

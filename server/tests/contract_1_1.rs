@@ -14,7 +14,6 @@ use std::time::Duration;
 use common::cluster::{Site, Store};
 use common::*;
 use serde_json::{json, Value};
-use tokio::time::{sleep_until, Instant};
 
 const MODES: [&str; 2] = ["token", "code"];
 
@@ -156,7 +155,7 @@ async fn a_stale_fingerprint_mints_once_the_current_token_is_not_valid(store: St
     let h = site.at(0);
     let (s, _) = h.start_in(mode, None).await;
     let t0 = s.token.clone().unwrap();
-    let minted = Instant::now();
+    let minted = h.clock.instant();
     let t1 = token_of(
         &site.at(0).refresh_with(&s.cookie, replace(&t0, true)).await,
         "refresh of the start token",
@@ -174,7 +173,7 @@ async fn a_stale_fingerprint_mints_once_the_current_token_is_not_valid(store: St
     assert_eq!(h.mints(mode).await, 1);
     // 5.5 s after t1 was asked for, it has at most 4.5 s left: under the
     // margin, though not expired. The same stale request now mints.
-    sleep_until(minted + Duration::from_millis(5500)).await;
+    site.pass_until(minted + Duration::from_millis(5500)).await;
     let r = site.at(1).refresh_with(&s.cookie, replace(&t0, true)).await;
     let t2 = token_of(&r, "stale refresh, current token too short-lived");
     assert_ne!(fp(&t2), fp(&t1), "{store:?} {mode}: a new token");
@@ -282,15 +281,16 @@ async fn only_interactive_refreshes_keep_an_idle_session_alive(store: Store, mod
     // 6 s); A's end is checked after its deadline has surely passed.
     let site = Site::start(store, 3600, &["--session-idle-timeout", "6"]).await;
     let h = site.at(0);
-    let a_sent = Instant::now();
+    let a_sent = h.clock.instant();
     let (a, _) = h.start_in(mode, None).await;
-    let a_started = Instant::now();
-    let b_sent = Instant::now();
+    let a_started = h.clock.instant();
+    let b_sent = h.clock.instant();
     let (b, _) = h.start_in(mode, None).await;
-    let b_started = Instant::now();
+    let b_started = h.clock.instant();
     let (a0, b0) = (a.token.clone().unwrap(), b.token.clone().unwrap());
 
-    sleep_until(a_sent + Duration::from_millis(2000)).await;
+    site.pass_until_real_ttl(a_sent + Duration::from_millis(2000))
+        .await;
     // A background refresh that mints (the rotation keeps the deadline) ...
     let a1 = token_of(
         &site
@@ -300,7 +300,8 @@ async fn only_interactive_refreshes_keep_an_idle_session_alive(store: Store, mod
         &format!("{store:?} {mode}: A non-interactive mint"),
     );
     assert_ne!(fp(&a1), fp(&a0));
-    sleep_until(a_sent + Duration::from_millis(3000)).await;
+    site.pass_until_real_ttl(a_sent + Duration::from_millis(3000))
+        .await;
     // ... one from a tab that is behind (handed the current token) ...
     let behind = token_of(
         &site
@@ -319,18 +320,21 @@ async fn only_interactive_refreshes_keep_an_idle_session_alive(store: Store, mod
         &format!("{store:?} {mode}: A 1.0 non-interactive"),
     );
 
-    sleep_until(b_sent + Duration::from_millis(3000)).await;
+    site.pass_until_real_ttl(b_sent + Duration::from_millis(3000))
+        .await;
     let b1 = token_of(
         &site.at(1).refresh_with(&b.cookie, replace(&b0, true)).await,
         &format!("{store:?} {mode}: B interactive"),
     );
 
-    sleep_until(a_started + Duration::from_millis(6600)).await;
+    site.pass_until_real_ttl(a_started + Duration::from_millis(6600))
+        .await;
     site.at(0)
         .refresh_with(&a.cookie, replace(&a1, true))
         .await
         .expect_error(401, "no_session");
-    sleep_until(b_started + Duration::from_millis(6600)).await;
+    site.pass_until_real_ttl(b_started + Duration::from_millis(6600))
+        .await;
     let r = site
         .at(0)
         .refresh_with(&b.cookie, replace(&b1, false))
@@ -375,7 +379,7 @@ async fn keep_me_logged_in_picks_the_cookie_and_the_lifetime(store: Store, mode:
         short.push(s);
     }
     // Both short sessions started before this instant.
-    let short_started = Instant::now();
+    let short_started = h.clock.instant();
     let (long, r) = h.start_in(mode, Some(true)).await;
     let attrs = cookie_attributes(&r.set_cookie[0]);
     assert!(
@@ -398,7 +402,8 @@ async fn keep_me_logged_in_picks_the_cookie_and_the_lifetime(store: Store, mode:
     }
     // Past --session-max (3 s), the sessions without keepMeLoggedIn are over;
     // the remembered one lives on (--remember-max 3600).
-    sleep_until(short_started + Duration::from_millis(3300)).await;
+    site.pass_until(short_started + Duration::from_millis(3300))
+        .await;
     for (i, s) in short.iter().enumerate() {
         site.at(i)
             .refresh(&s.cookie)

@@ -266,6 +266,7 @@ async fn a_huge_expires_in_from_capture_is_capped_not_overflowed() {
         sim: capture.clone(),
         http: client(),
         server: Some(server),
+        clock: Clock::real(),
     };
     let start = |v: Value| {
         *value.lock().unwrap() = v;
@@ -327,6 +328,7 @@ fn spawn_demo(extra: &[&str]) -> (Child, String, Harness) {
         sim: format!("{base}/sim"),
         base,
         http: client(),
+        clock: Clock::real(),
     };
     (child, addr, h)
 }

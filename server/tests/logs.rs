@@ -183,6 +183,7 @@ async fn no_secret_reaches_the_logs() {
         sim: h.sim.clone(),
         http: client(),
         server: Some(misconfigured),
+        clock: Clock::real(),
     };
     let code = m.sign_in("code").await;
     secrets.push(code.credential.clone());

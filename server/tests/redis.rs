@@ -75,7 +75,7 @@ async fn race(c: &Cluster, cookie: &str, n: usize) -> Vec<String> {
 async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
     let c = cluster(&["--reuse-window", "2"]).await;
     let s = c.a.start_code(true).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    c.a.clock.advance(Duration::from_millis(2100));
     c.a.fault(json!({"path": "/oauth/token", "latencyMs": 300, "count": 1}))
         .await;
     let tokens = race(&c, &s.cookie, 30).await;
@@ -90,7 +90,7 @@ async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
     );
     assert_ne!(Some(tokens[0].clone()), s.token);
     // And the stored refresh token is the rotated one: the next rotation works.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    c.b.clock.advance(Duration::from_millis(2100));
     let next = c.b.refresh(&s.cookie).await;
     assert_eq!(next.status, 200, "{}", next.text);
     assert_ne!(next.token(), tokens[0]);
@@ -101,7 +101,7 @@ async fn concurrent_refreshes_across_instances_rotate_the_refresh_token_once() {
 async fn concurrent_refreshes_across_instances_mint_once_in_token_mode() {
     let c = cluster(&["--reuse-window", "2"]).await;
     let s = c.a.start_token().await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    c.a.clock.advance(Duration::from_millis(2100));
     c.a.fault(json!({"path": "/access/getAccessToken", "latencyMs": 300, "count": 1}))
         .await;
     let tokens = race(&c, &s.cookie, 30).await;

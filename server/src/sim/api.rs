@@ -21,6 +21,9 @@ use super::state::{now_iso, Simulator};
 
 type Params = HashMap<String, String>;
 
+/// What a simulated endpoint answers: its reply, or Capture's error reply.
+pub(super) type Answer = Result<Response, Response>;
+
 /// Capture's error body.
 pub(super) fn capture_error(status: StatusCode, code: u32, description: &str) -> Response {
     (
@@ -127,33 +130,38 @@ fn authenticate(sim: &Simulator, headers: &HeaderMap, p: &Params) -> Result<Clie
 pub async fn auth_native_traditional(
     State(sim): State<Simulator>,
     form: Result<Form<Params>, FormRejection>,
-) -> Response {
+) -> Answer {
     bump(&sim.inner.stats.auth_native_traditional);
-    let p = match params(form) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = params(form)?;
     let inner = &sim.inner;
     match p.get("client_id") {
         Some(id) if *id == inner.config.login_client_id => {}
-        _ => return capture_error(StatusCode::OK, 402, "unknown login client_id"),
+        _ => {
+            return Err(capture_error(
+                StatusCode::OK,
+                402,
+                "unknown login client_id",
+            ))
+        }
     }
-    let response_type = match required(&p, "response_type") {
-        Ok(t @ ("token" | "code")) => t,
-        Ok(_) => return capture_error(StatusCode::OK, 200, "response_type must be token or code"),
-        Err(r) => return r,
+    let response_type = match required(&p, "response_type")? {
+        t @ ("token" | "code") => t,
+        _ => {
+            return Err(capture_error(
+                StatusCode::OK,
+                200,
+                "response_type must be token or code",
+            ))
+        }
     };
-    let form_name = match required(&p, "form") {
-        Ok(f) => f.to_owned(),
-        Err(r) => return r,
-    };
+    let form_name = required(&p, "form")?.to_owned();
     let redirect_uri = p.get("redirect_uri").cloned().unwrap_or_default();
     if response_type == "code" && redirect_uri.is_empty() {
-        return capture_error(
+        return Err(capture_error(
             StatusCode::OK,
             100,
             "missing required argument: redirect_uri",
-        );
+        ));
     }
     let email = p
         .get("signInEmailAddress")
@@ -171,7 +179,7 @@ pub async fn auth_native_traditional(
         invalid.insert("currentPassword".into(), json!(["Password is required"]));
     }
     if !invalid.is_empty() {
-        return (
+        return Err((
             StatusCode::OK,
             Json(json!({
                 "stat": "error",
@@ -181,7 +189,7 @@ pub async fn auth_native_traditional(
                 "invalid_fields": invalid,
             })),
         )
-            .into_response();
+            .into_response());
     }
     let mut data = inner.data();
     let Some(user) = data
@@ -190,7 +198,7 @@ pub async fn auth_native_traditional(
         .find(|u| u.email == email && u.password == password)
     else {
         drop(data);
-        return (
+        return Err((
             StatusCode::OK,
             Json(json!({
                 "stat": "error",
@@ -200,7 +208,7 @@ pub async fn auth_native_traditional(
                 "invalid_fields": { form_name: ["Incorrect username or password."] },
             })),
         )
-            .into_response();
+            .into_response());
     };
     let uuid = user.uuid.clone();
     let profile = Value::Object(user.attributes.clone());
@@ -214,7 +222,7 @@ pub async fn auth_native_traditional(
     }
     body.insert("capture_user".into(), profile);
     body.insert("is_new".into(), Value::from(false));
-    ok(body)
+    Ok(ok(body))
 }
 
 /// `POST /oauth/token`: `authorization_code` and `refresh_token` grants.
@@ -222,62 +230,54 @@ pub async fn token(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     form: Result<Form<Params>, FormRejection>,
-) -> Response {
-    let p = match params(form) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let p = params(form)?;
     match authenticate(&sim, &headers, &p) {
         Ok(Client::Issuer) => {}
         Ok(Client::Login) => {
-            return capture_error(
+            return Err(capture_error(
                 StatusCode::FORBIDDEN,
                 403,
                 "the login client may not call /oauth/token",
-            )
+            ))
         }
-        Err(why) => return capture_error(StatusCode::UNAUTHORIZED, 402, why),
+        Err(why) => return Err(capture_error(StatusCode::UNAUTHORIZED, 402, why)),
     }
     let inner = &sim.inner;
     let lifetime = inner.config.token_lifetime;
-    let grant_type = match required(&p, "grant_type") {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    let uuid = match grant_type {
+    let uuid = match required(&p, "grant_type")? {
         "authorization_code" => {
             bump(&inner.stats.token_authorization_code);
-            let (code, redirect_uri) = match (required(&p, "code"), required(&p, "redirect_uri")) {
-                (Ok(c), Ok(r)) => (c, r),
-                (Err(r), _) | (_, Err(r)) => return r,
-            };
+            let code = required(&p, "code")?;
+            let redirect_uri = required(&p, "redirect_uri")?;
             let mut data = inner.data();
             let Some(grant) = data.codes.get(code) else {
-                return capture_error(
+                return Err(capture_error(
                     StatusCode::BAD_REQUEST,
                     200,
                     "authorization code is not valid or was already used",
-                );
+                ));
             };
             if grant.expires <= Instant::now() {
                 data.codes.remove(code);
-                return capture_error(StatusCode::BAD_REQUEST, 415, "authorization code expired");
+                return Err(capture_error(
+                    StatusCode::BAD_REQUEST,
+                    415,
+                    "authorization code expired",
+                ));
             }
             if grant.redirect_uri != redirect_uri {
-                return capture_error(
+                return Err(capture_error(
                     StatusCode::BAD_REQUEST,
                     420,
                     "redirect_uri does not match the one the code was issued for",
-                );
+                ));
             }
             data.codes.remove(code).map(|g| g.uuid).unwrap_or_default()
         }
         "refresh_token" => {
             bump(&inner.stats.token_refresh_token);
-            let refresh = match required(&p, "refresh_token") {
-                Ok(r) => r,
-                Err(r) => return r,
-            };
+            let refresh = required(&p, "refresh_token")?;
             let mut data = inner.data();
             match data.refresh.remove(refresh) {
                 Some(g) if g.expires > Instant::now() => {
@@ -290,7 +290,7 @@ pub async fn token(
                 _ => {
                     let replayed = data.spent.contains(refresh);
                     tracing::warn!(replayed, "simulator refused a refresh token");
-                    return (
+                    return Err((
                         StatusCode::BAD_REQUEST,
                         Json(json!({
                             "stat": "error",
@@ -300,16 +300,16 @@ pub async fn token(
                             "request_id": crate::secret::random_hex::<8>(),
                         })),
                     )
-                        .into_response();
+                        .into_response());
                 }
             }
         }
         _ => {
-            return capture_error(
+            return Err(capture_error(
                 StatusCode::BAD_REQUEST,
                 200,
                 "grant_type must be authorization_code or refresh_token",
-            )
+            ))
         }
     };
     let mut data = inner.data();
@@ -320,7 +320,7 @@ pub async fn token(
     body.insert("access_token".into(), Value::from(access));
     body.insert("expires_in".into(), Value::from(lifetime.as_secs()));
     body.insert("refresh_token".into(), Value::from(refresh));
-    ok(body)
+    Ok(ok(body))
 }
 
 /// `POST /access/getAccessToken`: a token for a uuid (access_issuer client).
@@ -328,48 +328,40 @@ pub async fn get_access_token(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     form: Result<Form<Params>, FormRejection>,
-) -> Response {
+) -> Answer {
     bump(&sim.inner.stats.get_access_token);
-    let p = match params(form) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = params(form)?;
     match authenticate(&sim, &headers, &p) {
         Ok(Client::Issuer) => {}
         Ok(Client::Login) => {
-            return capture_error(
+            return Err(capture_error(
                 StatusCode::OK,
                 403,
                 "a login client may not mint access tokens (needs access_issuer)",
-            )
+            ))
         }
-        Err(why) => return capture_error(StatusCode::OK, 402, why),
+        Err(why) => return Err(capture_error(StatusCode::OK, 402, why)),
     }
-    let uuid = match required(&p, "uuid") {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    match required(&p, "type_name") {
-        Ok("user") => {}
-        Ok(_) => return capture_error(StatusCode::OK, 200, "unknown type_name"),
-        Err(r) => return r,
+    let uuid = required(&p, "uuid")?;
+    if required(&p, "type_name")? != "user" {
+        return Err(capture_error(StatusCode::OK, 200, "unknown type_name"));
     }
     let inner = &sim.inner;
     let mut data = inner.data();
     if data.client_revoked {
-        return capture_error(
+        return Err(capture_error(
             StatusCode::OK,
             403,
             "this API client may no longer mint access tokens",
-        );
+        ));
     }
     if data.user_by_uuid(uuid).is_none() {
-        return capture_error(StatusCode::OK, 310, "no user with this uuid");
+        return Err(capture_error(StatusCode::OK, 310, "no user with this uuid"));
     }
     let token = data.issue_access(uuid, inner.config.token_lifetime);
     let mut body = Map::new();
     body.insert("accessToken".into(), Value::from(token));
-    ok(body)
+    Ok(ok(body))
 }
 
 /// Checks an access token: the user's uuid, or Capture's error reply.
@@ -462,48 +454,35 @@ pub async fn entity(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     form: Result<Form<Params>, FormRejection>,
-) -> Response {
+) -> Answer {
     bump(&sim.inner.stats.entity);
-    let p = match params(form) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = params(form)?;
     // By uuid with an API client (a server checking a user), or by the
     // user's own access token.
-    let by_uuid = bearer_or_param(&headers, &p).is_none() && p.contains_key("uuid");
-    let found = if by_uuid {
-        entity_by_uuid(&sim, &headers, &p)
-    } else {
-        match bearer_or_param(&headers, &p) {
-            Some(token) => check_token(&sim, &token),
-            None => Err(capture_error(
+    let uuid = match bearer_or_param(&headers, &p) {
+        None if p.contains_key("uuid") => entity_by_uuid(&sim, &headers, &p)?,
+        Some(token) => check_token(&sim, &token)?,
+        None => {
+            return Err(capture_error(
                 StatusCode::OK,
                 100,
                 "missing required argument: access_token",
-            )),
+            ))
         }
     };
-    let uuid = match found {
-        Ok(uuid) => uuid,
-        Err(r) => return r,
-    };
-    let wanted: Option<Vec<String>> = match p.get("attributes") {
-        Some(a) => match serde_json::from_str(a) {
-            Ok(list) => Some(list),
-            Err(_) => {
-                return capture_error(
-                    StatusCode::OK,
-                    200,
-                    "attributes must be a JSON array of names",
-                )
-            }
-        },
-        None => None,
-    };
+    let wanted: Option<Vec<String>> = p
+        .get("attributes")
+        .map(|a| serde_json::from_str(a))
+        .transpose()
+        .map_err(|_| {
+            capture_error(
+                StatusCode::OK,
+                200,
+                "attributes must be a JSON array of names",
+            )
+        })?;
     let mut data = sim.inner.data();
-    let Some(user) = data.user_by_uuid(&uuid) else {
-        return capture_error(StatusCode::OK, 310, "user no longer exists");
-    };
+    let user = data.user_by_uuid(&uuid).ok_or_else(gone_user)?;
     let result: Map<String, Value> = match wanted {
         Some(names) => user
             .attributes
@@ -515,7 +494,11 @@ pub async fn entity(
     };
     let mut body = Map::new();
     body.insert("result".into(), Value::Object(result));
-    ok(body)
+    Ok(ok(body))
+}
+
+fn gone_user() -> Response {
+    capture_error(StatusCode::OK, 310, "user no longer exists")
 }
 
 /// Attributes `entity.update` may not change.
@@ -527,42 +510,42 @@ pub async fn entity_update(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     form: Result<Form<Params>, FormRejection>,
-) -> Response {
+) -> Answer {
     bump(&sim.inner.stats.entity_update);
-    let (p, uuid) = match token_user(&sim, &headers, form) {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    let Some(raw) = p.get("value").or_else(|| p.get("attributes")) else {
-        return capture_error(StatusCode::OK, 100, "missing required argument: value");
-    };
+    let (p, uuid) = token_user(&sim, &headers, form)?;
+    let raw = p
+        .get("value")
+        .or_else(|| p.get("attributes"))
+        .ok_or_else(|| capture_error(StatusCode::OK, 100, "missing required argument: value"))?;
     let Ok(Value::Object(changes)) = serde_json::from_str::<Value>(raw) else {
-        return capture_error(StatusCode::OK, 200, "value must be a JSON object");
+        return Err(capture_error(
+            StatusCode::OK,
+            200,
+            "value must be a JSON object",
+        ));
     };
     if let Some(bad) = changes.keys().find(|k| READ_ONLY.contains(&k.as_str())) {
-        return capture_error(
+        return Err(capture_error(
             StatusCode::OK,
             200,
             &format!("attribute {bad} cannot be changed"),
-        );
+        ));
     }
     if changes.values().any(|v| v.is_object() || v.is_array()) {
-        return capture_error(
+        return Err(capture_error(
             StatusCode::OK,
             200,
             "only plain attribute values are supported",
-        );
+        ));
     }
     let mut data = sim.inner.data();
-    let Some(user) = data.user_by_uuid(&uuid) else {
-        return capture_error(StatusCode::OK, 310, "user no longer exists");
-    };
+    let user = data.user_by_uuid(&uuid).ok_or_else(gone_user)?;
     for (k, v) in changes {
         user.attributes.insert(k, v);
     }
     user.attributes
         .insert("lastUpdated".into(), Value::from(now_iso()));
-    ok(Map::new())
+    Ok(ok(Map::new()))
 }
 
 /// Body of `POST /_admin/revoke`.
@@ -584,40 +567,20 @@ pub struct Revoke {
 pub async fn revoke(
     State(sim): State<Simulator>,
     body: Result<Json<Revoke>, JsonRejection>,
-) -> Response {
-    let r = match body {
-        Ok(Json(r)) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": e.body_text()})),
-            )
-                .into_response()
-        }
-    };
+) -> Answer {
+    let Json(r) = body.map_err(|e| admin_error(StatusCode::BAD_REQUEST, &e.body_text()))?;
     let mut data = sim.inner.data();
     let uuid = match (r.uuid, r.email) {
         (Some(u), _) => u,
         (None, Some(e)) => {
             let e = e.trim().to_ascii_lowercase();
-            match data.users.iter().find(|u| u.email == e) {
-                Some(u) => u.uuid.clone(),
-                None => {
-                    return (
-                        StatusCode::NOT_FOUND,
-                        Json(json!({"error": "no such user"})),
-                    )
-                        .into_response()
-                }
-            }
+            data.users
+                .iter()
+                .find(|u| u.email == e)
+                .map(|u| u.uuid.clone())
+                .ok_or_else(|| admin_error(StatusCode::NOT_FOUND, "no such user"))?
         }
-        (None, None) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "give uuid or email"})),
-            )
-                .into_response()
-        }
+        (None, None) => return Err(admin_error(StatusCode::BAD_REQUEST, "give uuid or email")),
     };
     let mut access = 0u64;
     for g in data
@@ -635,7 +598,15 @@ pub async fn revoke(
         refresh = (before - data.refresh.len()) as u64;
     }
     tracing::info!(access, refresh, "simulator revoked a user's tokens");
-    Json(json!({"revokedAccessTokens": access, "revokedRefreshTokens": refresh})).into_response()
+    Ok(
+        Json(json!({"revokedAccessTokens": access, "revokedRefreshTokens": refresh}))
+            .into_response(),
+    )
+}
+
+/// The error reply of the simulator's admin routes.
+pub(super) fn admin_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
 }
 
 /// `GET /_admin/users`.
@@ -657,13 +628,8 @@ pub async fn users(State(sim): State<Simulator>) -> Json<Value> {
 
 /// An admin request's JSON body, or `400` saying the shape expected.
 fn admin_body<T>(body: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, Response> {
-    body.map(|Json(b)| b).map_err(|_| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("expected {shape}")})),
-        )
-            .into_response()
-    })
+    body.map(|Json(b)| b)
+        .map_err(|_| admin_error(StatusCode::BAD_REQUEST, &format!("expected {shape}")))
 }
 
 /// Body of `POST /_admin/users/delete`.
@@ -679,17 +645,14 @@ pub struct DeleteUser {
 pub async fn delete_user(
     State(sim): State<Simulator>,
     body: Result<Json<DeleteUser>, JsonRejection>,
-) -> Response {
-    let d = match admin_body(body, r#"{"uuid": "..."}"#) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let d = admin_body(body, r#"{"uuid": "..."}"#)?;
     let mut data = sim.inner.data();
     let before = data.users.len();
     data.users.retain(|u| u.uuid != d.uuid);
     let deleted = before - data.users.len();
     tracing::info!(deleted, "simulator deleted a user");
-    Json(json!({"deleted": deleted})).into_response()
+    Ok(Json(json!({"deleted": deleted})).into_response())
 }
 
 /// Body of `POST /_admin/client`.
@@ -706,17 +669,14 @@ pub struct ClientAccess {
 pub async fn client_access(
     State(sim): State<Simulator>,
     body: Result<Json<ClientAccess>, JsonRejection>,
-) -> Response {
-    let c = match admin_body(body, r#"{"permitted": true|false}"#) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let c = admin_body(body, r#"{"permitted": true|false}"#)?;
     sim.inner.data().client_revoked = !c.permitted;
     tracing::info!(
         permitted = c.permitted,
         "simulator API client access changed"
     );
-    Json(json!({"permitted": c.permitted})).into_response()
+    Ok(Json(json!({"permitted": c.permitted})).into_response())
 }
 
 /// `GET /_admin/stats`: requests that reached each endpoint's logic.

@@ -12,9 +12,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::api::capture_error;
+use super::api::{admin_error, capture_error, Answer};
 use super::state::Simulator;
 
 /// One fault rule (body of `POST /_admin/faults`).
@@ -97,43 +96,29 @@ pub async fn inject(State(sim): State<Simulator>, request: Request, next: Next) 
 }
 
 /// `POST /_admin/faults`: add a rule; answers the rules now active.
-pub async fn add(
-    State(sim): State<Simulator>,
-    body: Result<Json<Fault>, JsonRejection>,
-) -> Response {
-    let fault = match body {
-        Ok(Json(f)) => f,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": e.body_text()})),
-            )
-                .into_response()
-        }
-    };
+pub async fn add(State(sim): State<Simulator>, body: Result<Json<Fault>, JsonRejection>) -> Answer {
+    let Json(fault) = body.map_err(|e| admin_error(StatusCode::BAD_REQUEST, &e.body_text()))?;
     if fault.latency_ms.is_none()
         && fault.latency_after_ms.is_none()
         && fault.http_status.is_none()
         && fault.stat_error.is_none()
         && !fault.drop_connection
     {
-        return (
+        return Err(admin_error(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "a fault needs latencyMs, latencyAfterMs, httpStatus, statError or dropConnection"})),
-        )
-            .into_response();
+            "a fault needs latencyMs, latencyAfterMs, httpStatus, statError or dropConnection",
+        ));
     }
     if fault.http_status.is_some_and(|s| !(200..=599).contains(&s)) {
-        return (
+        return Err(admin_error(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "httpStatus must be between 200 and 599"})),
-        )
-            .into_response();
+            "httpStatus must be between 200 and 599",
+        ));
     }
     let mut faults = sim.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
     faults.push(fault);
     tracing::info!(rules = faults.len(), "simulator fault added");
-    (StatusCode::CREATED, Json(faults.clone())).into_response()
+    Ok((StatusCode::CREATED, Json(faults.clone())).into_response())
 }
 
 /// `GET /_admin/faults`.

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
+
 use super::{EndReason, Loaded, SessionRecord, StoreError, StoreLimits, Update};
 
 enum Slot {
@@ -77,6 +79,7 @@ impl Inner {
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     limits: StoreLimits,
+    clock: Clock,
 }
 
 /// A held memory rotation lock.
@@ -86,11 +89,17 @@ pub struct MemoryLock {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store on real time.
     pub fn new(limits: StoreLimits) -> Self {
+        Self::with_clock(limits, Clock::real())
+    }
+
+    /// An empty store whose idle deadlines follow `clock`.
+    pub fn with_clock(limits: StoreLimits, clock: Clock) -> Self {
         Self {
             inner: Arc::default(),
             limits,
+            clock,
         }
     }
 
@@ -101,7 +110,7 @@ impl MemoryStore {
 
     pub(super) fn load(&self, key: &str) -> Option<Loaded> {
         let mut inner = self.inner();
-        let now = Instant::now();
+        let now = self.clock.instant();
         match inner.sessions.get(key) {
             Some(e) if e.idle_deadline > now => Some(match &e.slot {
                 Slot::Live(r) => Loaded::Live(r.clone()),
@@ -117,7 +126,7 @@ impl MemoryStore {
 
     pub(super) fn create(&self, key: &str, record: &SessionRecord, ttl: Duration) -> usize {
         let mut inner = self.inner();
-        let now = Instant::now();
+        let now = self.clock.instant();
         inner.writes += 1;
         if inner.writes % 1024 == 0 {
             inner.sweep(now);
@@ -161,7 +170,7 @@ impl MemoryStore {
         ttl: Option<Duration>,
     ) -> Update {
         let mut inner = self.inner();
-        let now = Instant::now();
+        let now = self.clock.instant();
         match inner.sessions.get_mut(key) {
             Some(e) if e.idle_deadline > now => match &mut e.slot {
                 Slot::Ended(reason) => Update::Ended(*reason),
@@ -180,7 +189,7 @@ impl MemoryStore {
 
     pub(super) fn touch(&self, key: &str, ttl: Duration) {
         if let Some(e) = self.inner().sessions.get_mut(key) {
-            e.idle_deadline = Instant::now() + ttl;
+            e.idle_deadline = self.clock.instant() + ttl;
         }
     }
 
@@ -203,7 +212,7 @@ impl MemoryStore {
     pub(super) fn revoke_user(&self, uuid: &str) -> usize {
         let mut inner = self.inner();
         let list = inner.by_user.remove(uuid).unwrap_or_default();
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut ended = 0;
         for (_, k) in &list {
             let live = inner.sessions.get(k).is_some_and(|e| e.live(now).is_some());
@@ -253,7 +262,7 @@ impl MemoryStore {
     }
 
     pub(super) fn count(&self) -> usize {
-        let now = Instant::now();
+        let now = self.clock.instant();
         self.inner()
             .sessions
             .values()

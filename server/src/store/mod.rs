@@ -7,7 +7,7 @@
 pub mod memory;
 pub mod redis;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use capture_session_core::wire::Mode;
 use capture_session_core::{AccessToken, RefreshToken};
@@ -328,12 +328,4 @@ impl SessionStore {
 /// Milliseconds of a duration, saturating, at least 1 (for `PX`, `PEXPIRE`).
 pub(crate) fn ttl_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// Wall-clock now in unix milliseconds (shared meaning across instances).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

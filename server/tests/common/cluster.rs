@@ -224,14 +224,26 @@ pub fn instance_flags(store: &str, sim: &str, token_lifetime: u64, extra: &[&str
 
 /// A server instance in this process (see [`instance_flags`]).
 pub async fn instance(store: &str, sim: &str, token_lifetime: u64, extra: &[&str]) -> Harness {
+    instance_on(&Clock::real(), store, sim, token_lifetime, extra).await
+}
+
+/// [`instance`], reading time from `clock`.
+pub async fn instance_on(
+    clock: &Clock,
+    store: &str,
+    sim: &str,
+    token_lifetime: u64,
+    extra: &[&str],
+) -> Harness {
     let flags = instance_flags(store, sim, token_lifetime, extra);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = server(&flags).await;
+    let server = server_on(clock, &flags).await;
     Harness {
         base: server.url(""),
         sim: sim.to_owned(),
         http: client(),
         server: Some(server),
+        clock: clock.clone(),
     }
 }
 
@@ -241,8 +253,10 @@ pub async fn instance(store: &str, sim: &str, token_lifetime: u64, extra: &[&str
 pub async fn cluster_with_token_lifetime(token_lifetime: u64, extra: &[&str]) -> Cluster {
     let redis = RedisServer::start();
     let (sim, tx) = standalone_sim(token_lifetime).await;
-    let a = instance(&redis.url, &sim, token_lifetime, extra).await;
-    let b = instance(&redis.url, &sim, token_lifetime, extra).await;
+    // One clock: advancing it ages the sessions on both instances.
+    let clock = Clock::real();
+    let a = instance_on(&clock, &redis.url, &sim, token_lifetime, extra).await;
+    let b = instance_on(&clock, &redis.url, &sim, token_lifetime, extra).await;
     Cluster {
         redis,
         a,
@@ -304,6 +318,27 @@ impl Site {
         }
     }
 
+    /// Moves the site's clock to `until` (an instant of
+    /// `site.at(0).clock.instant()`), when only the servers' own arithmetic
+    /// decides what happens then (token ages, absolute lifetimes).
+    pub async fn pass_until(&self, until: tokio::time::Instant) {
+        let clock = &self.at(0).clock;
+        clock.advance(until.saturating_duration_since(clock.instant()));
+    }
+
+    /// Lets time pass until `until` where idle deadlines decide: the memory
+    /// store's follow the clock, which is advanced; Redis expires keys in
+    /// real time, so with Redis this sleeps.
+    pub async fn pass_until_real_ttl(&self, until: tokio::time::Instant) {
+        match self {
+            Site::Memory(_) => self.pass_until(until).await,
+            Site::Redis(c) => {
+                let wait = until.saturating_duration_since(c.a.clock.instant());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
     pub async fn stop(self) {
         match self {
             Site::Memory(h) => h.stop().await,
@@ -335,6 +370,8 @@ impl Process {
             base: format!("http://{addr}"),
             sim: sim.to_owned(),
             http: client(),
+            // A child process keeps real time.
+            clock: Clock::real(),
         };
         (child, h)
     }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use capture_session_server::cli::Cli;
+pub use capture_session_server::clock::Clock;
 use capture_session_server::settings::Settings;
 use capture_session_server::{RunningServer, Server};
 use clap::Parser;
@@ -20,24 +21,34 @@ pub const SIM_CLIENT_SECRET: &str = "simulator-secret";
 
 /// Starts a server from command-line flags (as the binary would parse them).
 pub async fn server(args: &[&str]) -> RunningServer {
+    server_on(&Clock::real(), args).await
+}
+
+/// [`server`], reading time from `clock`.
+pub async fn server_on(clock: &Clock, args: &[&str]) -> RunningServer {
     let mut argv = vec!["capture-session-server"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(&argv).expect("test flags parse");
     let settings = Settings::from_args(cli.server).expect("test flags are valid");
-    Server::bind(settings).await.expect("server binds").spawn()
+    Server::bind_with_clock(settings, clock.clone())
+        .await
+        .expect("server binds")
+        .spawn()
 }
 
 /// A `--simulate` server on a free loopback port, plus `args`.
 pub async fn sim_server(args: &[&str]) -> Harness {
     let mut all = vec!["--simulate", "--listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    let server = server(&all).await;
+    let clock = Clock::real();
+    let server = server_on(&clock, &all).await;
     let base = server.url("");
     Harness {
         server: Some(server),
         base: base.clone(),
         sim: format!("{base}/sim"),
         http: client(),
+        clock,
     }
 }
 
@@ -154,6 +165,8 @@ pub struct Harness {
     /// The Capture base URL (simulator).
     pub sim: String,
     pub http: reqwest::Client,
+    /// The clock the server reads: advance it to age tokens and sessions.
+    pub clock: Clock,
 }
 
 impl Harness {
