@@ -396,12 +396,7 @@ async fn rotate_locked(
     let started_from = record.generation;
     record.generation += 1;
     let ttl = extend.then(|| session_ttl(app, &record, now));
-    match app
-        .store
-        .update(key, &record, started_from, ttl)
-        .await
-        .map_err(|e| store_failure(app, e))?
-    {
+    match save_rotation(app, key, &record, started_from, ttl, requested).await? {
         Update::Saved => {}
         // `end` ran while we rotated: the session stays ended.
         Update::Gone => return Err(ApiError::no_session()),
@@ -422,6 +417,33 @@ async fn rotate_locked(
         "session refreshed with a new token"
     );
     Ok(token_reply(&record, now))
+}
+
+/// Saves a rotation's result. Identity Cloud has already spent the old
+/// grant, so a store that fails (Redis restarting, a lost connection) is
+/// retried until the rotation's worst case has passed, rather than losing
+/// the new refresh token.
+async fn save_rotation(
+    app: &AppState,
+    key: &str,
+    record: &SessionRecord,
+    started_from: u64,
+    ttl: Option<Duration>,
+    requested: u64,
+) -> ApiResult<Update> {
+    let deadline = requested.saturating_add(millis(rotation_worst_case(app, 1)));
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match app.store.update(key, record, started_from, ttl).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if app.clock.now_ms().saturating_add(millis(pause)) < deadline => {
+                tracing::warn!(error = %e, "could not save a rotation; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => return Err(store_failure(app, e)),
+        }
+    }
 }
 
 /// Token mode: before minting, checks the user again at Identity Cloud when

@@ -289,6 +289,7 @@ pub async fn token(
                 }
                 _ => {
                     let replayed = data.spent.contains(refresh);
+                    bump(&inner.stats.invalid_grant);
                     tracing::warn!(replayed, "simulator refused a refresh token");
                     return Err((
                         StatusCode::BAD_REQUEST,
@@ -691,6 +692,7 @@ pub async fn stats(State(sim): State<Simulator>) -> Json<Value> {
         "entity": n(&s.entity),
         "entityUpdate": n(&s.entity_update),
         "faulted": n(&s.faulted),
+        "invalidGrant": n(&s.invalid_grant),
     }))
 }
 
@@ -705,6 +707,7 @@ pub async fn reset_stats(State(sim): State<Simulator>) -> StatusCode {
         &s.entity,
         &s.entity_update,
         &s.faulted,
+        &s.invalid_grant,
     ] {
         c.store(0, Ordering::Relaxed);
     }

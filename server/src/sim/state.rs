@@ -78,6 +78,8 @@ pub(super) struct SimStats {
     pub entity: AtomicU64,
     pub entity_update: AtomicU64,
     pub faulted: AtomicU64,
+    /// Refresh tokens refused (`invalid_grant`).
+    pub invalid_grant: AtomicU64,
 }
 
 pub(super) struct User {

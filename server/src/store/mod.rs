@@ -174,7 +174,7 @@ impl SessionStore {
     pub async fn load(&self, key: &str) -> Result<Option<Loaded>, StoreError> {
         match self {
             SessionStore::Memory(s) => Ok(s.load(key)),
-            SessionStore::Redis(s) => s.load(key).await,
+            SessionStore::Redis(s) => again(|| s.load(key)).await,
         }
     }
 
@@ -190,7 +190,7 @@ impl SessionStore {
     ) -> Result<usize, StoreError> {
         match self {
             SessionStore::Memory(s) => Ok(s.create(key, record, ttl)),
-            SessionStore::Redis(s) => s.create(key, record, ttl).await,
+            SessionStore::Redis(s) => again(|| s.create(key, record, ttl)).await,
         }
     }
 
@@ -210,7 +210,7 @@ impl SessionStore {
     ) -> Result<Update, StoreError> {
         match self {
             SessionStore::Memory(s) => Ok(s.update(key, record, expected, ttl)),
-            SessionStore::Redis(s) => s.update(key, record, expected, ttl).await,
+            SessionStore::Redis(s) => again(|| s.update(key, record, expected, ttl)).await,
         }
     }
 
@@ -222,7 +222,7 @@ impl SessionStore {
                 s.touch(key, ttl);
                 Ok(())
             }
-            SessionStore::Redis(s) => s.touch(key, ttl).await,
+            SessionStore::Redis(s) => again(|| s.touch(key, ttl)).await,
         }
     }
 
@@ -233,7 +233,7 @@ impl SessionStore {
                 s.delete(key);
                 Ok(())
             }
-            SessionStore::Redis(s) => s.delete(key).await,
+            SessionStore::Redis(s) => again(|| s.delete(key)).await,
         }
     }
 
@@ -242,7 +242,7 @@ impl SessionStore {
     pub async fn revoke_user(&self, uuid: &str) -> Result<usize, StoreError> {
         match self {
             SessionStore::Memory(s) => Ok(s.revoke_user(uuid)),
-            SessionStore::Redis(s) => s.revoke_user(uuid).await,
+            SessionStore::Redis(s) => again(|| s.revoke_user(uuid)).await,
         }
     }
 
@@ -259,7 +259,7 @@ impl SessionStore {
     ) -> Result<(), StoreError> {
         match self {
             SessionStore::Memory(_) => Ok(()),
-            SessionStore::Redis(s) => s.begin_rotation(key, nonce, deadline_ms).await,
+            SessionStore::Redis(s) => again(|| s.begin_rotation(key, nonce, deadline_ms)).await,
         }
     }
 
@@ -268,7 +268,7 @@ impl SessionStore {
     pub async fn end_rotation(&self, key: &str, nonce: &str) -> Result<(), StoreError> {
         match self {
             SessionStore::Memory(_) => Ok(()),
-            SessionStore::Redis(s) => s.end_rotation(key, nonce).await,
+            SessionStore::Redis(s) => again(|| s.end_rotation(key, nonce)).await,
         }
     }
 
@@ -276,7 +276,7 @@ impl SessionStore {
     pub async fn rotations_in_flight(&self, key: &str) -> Result<Vec<(String, u64)>, StoreError> {
         match self {
             SessionStore::Memory(_) => Ok(Vec::new()),
-            SessionStore::Redis(s) => s.rotations_in_flight(key).await,
+            SessionStore::Redis(s) => again(|| s.rotations_in_flight(key)).await,
         }
     }
 
@@ -322,6 +322,25 @@ impl SessionStore {
             SessionStore::Memory(_) => 0,
             SessionStore::Redis(s) => s.unreadable(),
         }
+    }
+}
+
+/// Runs a Redis operation, and once more if the connection turned out to
+/// be broken (Redis restarted, a proxy dropped it): the connection manager
+/// reconnects for the second try. Used only for operations that are safe to
+/// repeat (a repeated compare-and-set answers `Conflict`, whose handling
+/// reads the session again); never for the lock.
+async fn again<T, F, Fut>(op: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    match op().await {
+        Err(StoreError::Redis(e)) if e.is_connection_dropped() || e.is_io_error() => {
+            tracing::debug!(error = %e, "redis connection broken; trying once more");
+            op().await
+        }
+        other => other,
     }
 }
 

@@ -29,8 +29,8 @@ fn free_port() -> u16 {
 
 fn spawn_redis(args: &[String], port: u16) -> Child {
     let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+    // `args` come last: they override these defaults.
     let child = Command::new(&bin)
-        .args(args)
         .args(["--bind", "127.0.0.1"])
         .args([
             "--save",
@@ -40,6 +40,7 @@ fn spawn_redis(args: &[String], port: u16) -> Child {
             "--protected-mode",
             "yes",
         ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -66,6 +67,33 @@ impl RedisServer {
     pub fn start() -> RedisServer {
         let port = free_port();
         let args = vec!["--port".to_owned(), port.to_string()];
+        RedisServer {
+            child: spawn_redis(&args, port),
+            port,
+            args,
+            url: format!("redis://127.0.0.1:{port}/"),
+        }
+    }
+
+    /// Plain TCP, every write on disk before Redis answers it (an
+    /// append-only file, fsync on every write, in a fresh directory): a
+    /// [`RedisServer::restart`] keeps every session.
+    pub fn start_persistent() -> RedisServer {
+        let port = free_port();
+        let dir = temp_dir().to_str().unwrap().to_owned();
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            &dir,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         RedisServer {
             child: spawn_redis(&args, port),
             port,
@@ -146,15 +174,20 @@ pub const TEST_KEY_2: &str = "test2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=
 /// A file holding `text` in a fresh directory under the temporary directory
 /// (left there: the files are small and their names random).
 pub fn temp_file(name: &str, text: &[u8]) -> std::path::PathBuf {
+    let path = temp_dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A fresh directory under the temporary directory.
+pub fn temp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "capture-session-test-{}-{}",
         std::process::id(),
         capture_session_server::secret::random_hex::<6>()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    dir
 }
 
 /// A key file with these key lines.
