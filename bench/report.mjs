@@ -277,7 +277,7 @@ function summarySection(r) {
   const last = fo?.filter((x) => !x.notMeasured).at(-1);
   rows.push([`logout propagation to the last of ${last?.tabs ?? "N"} tabs`, last?.logoutPropagationMs != null ? `${ms(last.logoutPropagationMs, 1)} ms` : "not measured", "–"]);
   const load = Array.isArray(r.server.load) ? r.server.load.filter((x) => !x.notMeasured) : [];
-  for (const store of ["memory", "redis"]) {
+  for (const store of ["memory", "redis", "redis-encrypted"]) {
     const best = load.filter((x) => x.store === store).sort((a, b) => b.rps - a.rps)[0];
     rows.push([`server refreshes/s, ${store} store (best of modes and concurrencies)`, best ? `${best.rps.toFixed(0)} (${best.mode} mode, ${best.sessions} sessions, p99 ${ms(best.p99Ms)} ms)` : "not measured", "–"]);
   }

@@ -19,7 +19,9 @@ const IDLE_SESSIONS = Number(process.env.BENCH_IDLE_SESSIONS || 100000);
 const list = (v, d) => (v || d).split(",").map((x) => x.trim()).filter(Boolean);
 const CONCURRENCY = list(process.env.BENCH_SERVER_SESSIONS, "1,64,512").map(Number);
 const MODES = list(process.env.BENCH_SERVER_MODES, "token,code");
-const STORES = list(process.env.BENCH_SERVER_STORES, "memory,redis");
+const STORES = list(process.env.BENCH_SERVER_STORES, "memory,redis,redis-encrypted");
+// "redis-encrypted": the same Redis, values sealed with AES-256-GCM (a throwaway key).
+const BENCH_KEY = `bench:${Buffer.from("capture-session bench key 32 byt").toString("base64")}`;
 const SIM_CLIENT_ID = "capture-session-server";
 const SIM_CLIENT_SECRET = "simulator-secret"; // the simulator's built-in demo secret (cli.rs default)
 const SIM_LOGIN_CLIENT = "capture-session-demo";
@@ -42,7 +44,7 @@ async function startSimulator() {
   return { child, base: `http://127.0.0.1:${port}` };
 }
 
-async function startServer(sim, store, name) {
+async function startServer(sim, store, name, encrypted = false) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   // --simulate: --insecure-localhost-cookies is a development switch, allowed
@@ -61,6 +63,7 @@ async function startServer(sim, store, name) {
     RUST_LOG: process.env.BENCH_SERVER_LOG || "warn",
     CAPTURE_SESSION_ISSUER_CLIENT_SECRET: SIM_CLIENT_SECRET,
     CAPTURE_SESSION_STORE: store,
+    ...(encrypted ? { CAPTURE_SESSION_ENCRYPTION_KEY: BENCH_KEY } : {}),
   });
   await waitForPort(port, child);
   const health = await request(`${origin}/healthz`);
@@ -199,7 +202,7 @@ function runWrk(server, cookieFile, connections, seconds) {
 }
 
 async function loadRuns(sim, store, storeUrl, redis) {
-  const server = await startServer(sim, storeUrl, `server-${store}-load`);
+  const server = await startServer(sim, storeUrl, `server-${store}-load`, store.endsWith("-encrypted"));
   const rows = [];
   try {
     for (const mode of MODES) {
@@ -241,7 +244,7 @@ async function loadRuns(sim, store, storeUrl, redis) {
 
 // --- Idle memory -------------------------------------------------------------
 async function idleMemory(sim, store, storeUrl, redis) {
-  const server = await startServer(sim, storeUrl, `server-${store}-idle`);
+  const server = await startServer(sim, storeUrl, `server-${store}-idle`, store.endsWith("-encrypted"));
   try {
     const warm = 1000;
     await createSessions(sim, server, "token", warm, 64);
@@ -294,9 +297,9 @@ try {
   } catch (e) {
     redis = { error: e.message };
   }
-  const stores = [["memory", "memory", null], ["redis", redis.url, redis]].filter(([name]) => STORES.includes(name));
+  const stores = [["memory", "memory", null], ["redis", redis.url, redis], ["redis-encrypted", redis.url, redis]].filter(([name]) => STORES.includes(name));
   for (const [store, storeUrl, r] of stores) {
-    if (store === "redis" && redis.error) {
+    if (store.startsWith("redis") && redis.error) {
       out.load.push(...MODES.flatMap((mode) => CONCURRENCY.map((sessions) => ({ store, mode, sessions, ...notMeasured(`redis-server did not start: ${redis.error}`) }))));
       out.idle.push({ store, ...notMeasured(`redis-server did not start: ${redis.error}`) });
       continue;

@@ -138,10 +138,14 @@ impl MemoryStore {
                 idle_deadline: now + ttl,
             },
         );
-        inner.prune_user(&record.uuid, now);
+        let max = self.limits.max_sessions_per_user;
+        // Bounded, a user's list stays short: prune it at each start.
+        // Unbounded, ends and the periodic sweep keep it.
+        if max > 0 {
+            inner.prune_user(&record.uuid, now);
+        }
         let list = inner.by_user.entry(record.uuid.clone()).or_default();
         list.push((record.created_ms, key.to_owned()));
-        let max = self.limits.max_sessions_per_user;
         let mut evicted = Vec::new();
         while max > 0 && list.len() > max {
             // The oldest other than the one just written.

@@ -52,18 +52,22 @@ end
 /// KEYS: session, user index. ARGV: value, generation, ttl ms, created ms,
 /// max per user (0: none), index ttl ms, session key prefix, member (K).
 /// Writes the session, indexes it, drops index entries of sessions that no
-/// longer live, ends the oldest beyond the bound; returns how many it ended.
+/// longer live (all of them when bounded, else the oldest two: O(1) per
+/// start), ends the oldest beyond the bound; returns how many it ended.
 const CREATE_SCRIPT: &str = r#"
 redis.call("DEL", KEYS[1])
 redis.call("HSET", KEYS[1], "g", ARGV[2], "v", ARGV[1], "u", KEYS[2])
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 redis.call("ZADD", KEYS[2], ARGV[4], ARGV[8])
-for _, m in ipairs(redis.call("ZRANGE", KEYS[2], 0, -1)) do
+local max = tonumber(ARGV[5])
+-- Bounded, the set stays short: prune all of it. Unbounded, the oldest two.
+local last = -1
+if max == 0 then last = 1 end
+for _, m in ipairs(redis.call("ZRANGE", KEYS[2], 0, last)) do
   if redis.call("HEXISTS", ARGV[7] .. m, "v") == 0 then
     redis.call("ZREM", KEYS[2], m)
   end
 end
-local max = tonumber(ARGV[5])
 local ended = 0
 while max > 0 and redis.call("ZCARD", KEYS[2]) > max do
   local oldest = redis.call("ZRANGE", KEYS[2], 0, 1)
