@@ -68,7 +68,7 @@ async function setUp() {
     tokenLifetime: 3600,
     args: ["--upstream-retries", "0", "--retry-after", "3"],
   });
-  server = { base: started.baseUrl, stop: started.stop };
+  server = { base: started.baseUrl, stop: started.stop, admin: started.admin };
 }
 
 /** A call as the helper makes it (header, JSON, the page's Origin), with overrides. */
@@ -171,13 +171,9 @@ async function signIn(mode) {
   return { uuid: json.capture_user.uuid, credential: mode === "token" ? json.access_token : json.authorization_code };
 }
 
-async function admin(p, body, expect = [200, 201, 204]) {
-  const res = await fetch(server.base + p, {
-    method: body === undefined ? "DELETE" : "POST",
-    headers: { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  assert.ok(expect.includes(res.status), `${p}: HTTP ${res.status}`);
+async function admin(p, body) {
+  // The harness's admin call throws unless the answer is 2xx.
+  await server.admin.sim(body === undefined ? "DELETE" : "POST", p, body);
 }
 const fault = (rule) => admin("/sim/_admin/faults", rule);
 const outage = (spec) => admin("/capture-session/_admin/outage", spec);

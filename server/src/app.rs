@@ -354,7 +354,13 @@ fn routes(
     }
     let mut router = router.with_state(state);
     if let Some(sim) = simulator {
-        router = router.nest("/sim", sim::router(sim));
+        // The demo page's "kill the token" button: the in-process simulator's
+        // revocation, behind the same loopback-Host rule as the routes above
+        // (the simulator's own admin routes also want its secret, which a
+        // page does not have).
+        router = router
+            .merge(sim::demo_routes(sim.clone()))
+            .nest("/sim", sim::router(sim));
     }
     if let Some(dirs) = static_dirs {
         let files = Router::new()

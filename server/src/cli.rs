@@ -393,6 +393,19 @@ pub struct SimArgs {
         hide_env_values = true
     )]
     pub sim_client_secret: ClientSecret,
+
+    /// Secret the simulator's admin routes (`/_admin/*` of the standalone
+    /// simulator, `/sim/_admin/*` with --simulate) require in the
+    /// `X-Sim-Admin-Secret` header, besides a loopback Host. Default: a
+    /// random one per process, so only a caller that chose it can use them
+    /// (with --simulate the demo page reaches what it needs through
+    /// /capture-session/_admin/revoke instead).
+    #[arg(
+        long = "sim-admin-secret",
+        env = "CAPTURE_SESSION_SIM_ADMIN_SECRET",
+        hide_env_values = true
+    )]
+    pub sim_admin_secret: Option<ClientSecret>,
 }
 
 #[cfg(test)]

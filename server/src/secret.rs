@@ -153,6 +153,12 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Whether `a` and `b` are equal, in time that depends only on their lengths
+/// (for comparing a presented secret with the real one).
+pub fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

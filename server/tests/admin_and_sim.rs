@@ -576,6 +576,7 @@ async fn the_simulator_runs_standalone_with_capture_paths_at_the_root() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_capture-session-server"))
         .args(["simulator", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--sim-user", "ada@example.com:pw"])
+        .env("CAPTURE_SESSION_SIM_ADMIN_SECRET", SIM_ADMIN_SECRET)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

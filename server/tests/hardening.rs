@@ -218,6 +218,106 @@ async fn the_standalone_simulators_admin_routes_answer_only_a_loopback_host() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A plain client: no `X-Sim-Admin-Secret` (the harness's [`client`] sends one).
+fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_admin_routes_want_its_secret_header() {
+    let h = sim_server(&[]).await;
+    let faults = h.url("/sim/_admin/faults");
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // No header, a wrong one, one of another length: 403, nothing added.
+    let rule = json!({"path": "/oauth/token", "httpStatus": 500});
+    let none = bare_client()
+        .post(&faults)
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(none), 403);
+    for wrong in ["test-sim-admin-secreT", "x", ""] {
+        let r = bare_client()
+            .post(&faults)
+            .header("X-Sim-Admin-Secret", wrong)
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 403, "secret {wrong:?}");
+    }
+    let r = bare_client()
+        .get(h.url("/sim/_admin/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 403);
+    assert_eq!(h.get("/sim/_admin/faults").await.json, json!([]));
+    // The right secret, but not a loopback Host: still 403.
+    let r = client()
+        .get(&faults)
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 403);
+    // The demo page's revocation needs no secret (a loopback Host only) and
+    // acts on the in-process simulator.
+    let signed = h.sign_in("token").await;
+    assert!(h.token_is_alive(&signed.credential).await);
+    let r = bare_client()
+        .post(h.url("/capture-session/_admin/revoke"))
+        .json(&json!({"email": "demo@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 200);
+    assert!(!h.token_is_alive(&signed.credential).await);
+    let r = bare_client()
+        .post(h.url("/capture-session/_admin/revoke"))
+        .header("Host", "evil.example")
+        .json(&json!({"email": "demo@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 403);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulator_without_a_chosen_admin_secret_keeps_its_admin_routes_closed() {
+    // Neither flag nor environment variable: a random secret nobody knows.
+    let (mut child, addr) =
+        spawn_bin_with(&["simulator", "--listen", "127.0.0.1:0"], "listening", None);
+    let r = client()
+        .get(format!("http://{addr}/_admin/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        403,
+        "the test secret is not the simulator's"
+    );
+    // Capture paths answer as usual.
+    let r = client()
+        .post(format!("http://{addr}/entity"))
+        .form(&[("access_token", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 403);
+    sigterm(&child);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15)).code(),
+        Some(0)
+    );
+}
+
 // ---- item 6: expires_in ------------------------------------------------------
 
 /// A Capture stand-in whose `/oauth/token` answers with a given `expires_in`.

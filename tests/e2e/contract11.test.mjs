@@ -55,9 +55,7 @@ function fingerprint(token) {
 
 /** Identity Cloud token calls made at the simulator: mints (token mode) and refresh grants (code mode). */
 async function upstreamTokenCalls(server) {
-  const res = await fetch(`${server.baseUrl}/sim/_admin/stats`);
-  assert.equal(res.status, 200, "the simulator's stats answer");
-  const s = await res.json();
+  const s = await server.admin.sim("GET", "/sim/_admin/stats");
   return s.getAccessToken + s.tokenRefreshToken;
 }
 

@@ -10,6 +10,7 @@
 // /usr/bin/chromium), E2E_VERBOSE=1 to echo the server log.
 
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,10 +68,17 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
     "0",
     ...args,
   ];
+  // The simulator's admin routes want this secret in X-Sim-Admin-Secret.
+  const simAdminSecret = randomBytes(16).toString("hex");
   // Debug level: the leak check reads everything the server (and its libraries) would log.
   const child = spawn(bin, argv, {
     cwd: ROOT,
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "debug", NO_COLOR: "1" },
+    env: {
+      ...process.env,
+      RUST_LOG: process.env.RUST_LOG || "debug",
+      NO_COLOR: "1",
+      CAPTURE_SESSION_SIM_ADMIN_SECRET: simAdminSecret,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
@@ -103,9 +111,11 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
   }
 
   async function adminCall(method, urlPath, body) {
+    const headers = { "X-Sim-Admin-Secret": simAdminSecret };
+    if (body) headers["Content-Type"] = "application/json";
     const res = await fetch(baseUrl + urlPath, {
       method,
-      headers: body ? { "Content-Type": "application/json" } : {},
+      headers,
       body: body ? JSON.stringify(body) : undefined,
     });
     if (!res.ok) throw new Error(`${method} ${urlPath}: HTTP ${res.status}`);
@@ -125,6 +135,8 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
       },
       outage: (spec) => adminCall("POST", "/capture-session/_admin/outage", spec),
       revokeTokens: (email = "demo@example.com") => adminCall("POST", "/sim/_admin/revoke", { email }),
+      /** The simulator's admin routes (server/README.md), e.g. ("GET", "/sim/_admin/stats"). */
+      sim: (method, urlPath, body) => adminCall(method, urlPath, body),
     },
     async stop() {
       if (exited) return;

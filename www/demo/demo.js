@@ -430,7 +430,7 @@
     $("#btn-kill").addEventListener("click", action("kill the token now", function () {
       var profile = JSON.parse(localStorage.getItem("janrainCaptureProfileData") || "{}") || {};
       var who = profile.uuid ? { uuid: profile.uuid } : { email: DEMO_USER.email };
-      return admin("POST", "/sim/_admin/revoke", who).then(function (r) {
+      return admin("POST", "/capture-session/_admin/revoke", who).then(function (r) {
         log("server", "token killed", (r && r.revokedAccessTokens) + " access token(s) revoked at Identity Cloud", "warn");
       });
     }));

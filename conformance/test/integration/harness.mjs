@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -112,23 +113,30 @@ export async function startReferenceServer(args = []) {
 
 /** The standalone Identity Cloud simulator (Capture paths at its root). */
 export async function startSimulator(args = []) {
+  // Its admin routes want this secret in X-Sim-Admin-Secret.
+  const secret = randomBytes(16).toString("hex");
   const p = await startProcess(
     "simulator",
     serverBin(),
     ["simulator", "--listen", "127.0.0.1:0", "--sim-user", `${USER.email}:${USER.password}`, ...args],
-    { ready: /simulator listening addr=(127\.0\.0\.1:\d+)/ },
+    { ready: /simulator listening addr=(127\.0\.0\.1:\d+)/, env: { CAPTURE_SESSION_SIM_ADMIN_SECRET: secret } },
   );
   const url = `http://${p.match[1]}`;
+  const admin = { "X-Sim-Admin-Secret": secret };
   return {
     ...p,
     url,
     /** Adds a fault rule (server/README.md: POST /_admin/faults). */
     async fault(rule) {
-      const res = await fetch(`${url}/_admin/faults`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(rule) });
+      const res = await fetch(`${url}/_admin/faults`, {
+        method: "POST",
+        headers: { ...admin, "Content-Type": "application/json" },
+        body: JSON.stringify(rule),
+      });
       assert.equal(res.status, 201, "the simulator accepts the fault rule");
     },
     async clearFaults() {
-      const res = await fetch(`${url}/_admin/faults`, { method: "DELETE" });
+      const res = await fetch(`${url}/_admin/faults`, { method: "DELETE", headers: admin });
       assert.ok(res.ok, "the simulator clears its fault rules");
     },
   };

@@ -28,6 +28,8 @@ pub struct SimConfig {
     pub client_id: String,
     /// Its secret.
     pub client_secret: ClientSecret,
+    /// What the admin routes require in `X-Sim-Admin-Secret`.
+    pub admin_secret: ClientSecret,
 }
 
 impl SimConfig {
@@ -52,6 +54,11 @@ impl SimConfig {
             login_client_id: args.sim_login_client_id.clone(),
             client_id: args.sim_client_id.clone(),
             client_secret: args.sim_client_secret.clone(),
+            // Not given (or empty): random, so nobody who did not choose it knows it.
+            admin_secret: match &args.sim_admin_secret {
+                Some(secret) if !secret.expose().is_empty() => secret.clone(),
+                _ => ClientSecret::new(crate::secret::random_hex::<16>()),
+            },
         })
     }
 }

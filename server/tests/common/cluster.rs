@@ -209,6 +209,7 @@ pub async fn standalone_sim(token_lifetime: u64) -> (String, tokio::sync::onesho
         login_client_id: "capture-session-demo".into(),
         client_id: SIM_CLIENT_ID.into(),
         client_secret: ClientSecret::new(SIM_CLIENT_SECRET),
+        admin_secret: ClientSecret::new(SIM_ADMIN_SECRET),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run_simulator(listener, config, async {

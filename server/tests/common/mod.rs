@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 pub const REDIRECT_URI: &str = "http://127.0.0.1/after-login";
 pub const SIM_CLIENT_ID: &str = "capture-session-server";
 pub const SIM_CLIENT_SECRET: &str = "simulator-secret";
+/// The `--sim-admin-secret` of every simulator the tests start; [`client`]
+/// sends it on every request.
+pub const SIM_ADMIN_SECRET: &str = "test-sim-admin-secret";
 
 /// Starts a server from command-line flags (as the binary would parse them).
 pub async fn server(args: &[&str]) -> RunningServer {
@@ -28,6 +31,9 @@ pub async fn server(args: &[&str]) -> RunningServer {
 pub async fn server_on(clock: &Clock, args: &[&str]) -> RunningServer {
     let mut argv = vec!["capture-session-server"];
     argv.extend_from_slice(args);
+    if args.contains(&"--simulate") && !args.contains(&"--sim-admin-secret") {
+        argv.extend(["--sim-admin-secret", SIM_ADMIN_SECRET]);
+    }
     let cli = Cli::try_parse_from(&argv).expect("test flags parse");
     let settings = Settings::from_args(cli.server).expect("test flags are valid");
     Server::bind_with_clock(settings, clock.clone())
@@ -53,7 +59,13 @@ pub async fn sim_server(args: &[&str]) -> Harness {
 }
 
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-sim-admin-secret",
+        reqwest::header::HeaderValue::from_static(SIM_ADMIN_SECRET),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")
@@ -413,7 +425,18 @@ impl Harness {
 /// Starts the built binary and waits for its log line containing `ready`;
 /// returns the child and the address it logged.
 pub fn spawn_bin(args: &[&str], ready: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capture-session-server"))
+    spawn_bin_with(args, ready, Some(SIM_ADMIN_SECRET))
+}
+
+/// [`spawn_bin`] with `CAPTURE_SESSION_SIM_ADMIN_SECRET` set to
+/// `admin_secret` (`None`: not set at all).
+pub fn spawn_bin_with(args: &[&str], ready: &str, admin_secret: Option<&str>) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_capture-session-server"));
+    match admin_secret {
+        Some(secret) => command.env("CAPTURE_SESSION_SIM_ADMIN_SECRET", secret),
+        None => command.env_remove("CAPTURE_SESSION_SIM_ADMIN_SECRET"),
+    };
+    let mut child = command
         .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
