@@ -278,6 +278,88 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use capture_session_core::wire::Mode;
+    use capture_session_core::AccessToken;
+
+    fn record(uuid: &str, created_ms: u64) -> SessionRecord {
+        SessionRecord {
+            mode: Mode::Token,
+            uuid: uuid.into(),
+            access_token: AccessToken::new("token-token-token"),
+            refresh_token: None,
+            client_session: true,
+            token_minted_ms: created_ms,
+            token_expires_ms: created_ms + 3_600_000,
+            generation: 0,
+            created_ms,
+            keep_me_logged_in: false,
+            verified_ms: created_ms,
+        }
+    }
+
+    fn bounded(max: usize) -> MemoryStore {
+        MemoryStore::new(StoreLimits {
+            max_sessions_per_user: max,
+            index_ttl: Duration::from_secs(60),
+        })
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn the_bound_counts_live_sessions_and_ends_the_oldest() {
+        let store = bounded(2);
+        assert_eq!(store.create("a", &record("u", 1), HOUR), 0);
+        assert_eq!(store.create("b", &record("u", 2), HOUR), 0);
+        assert_eq!(store.create("other", &record("v", 3), HOUR), 0, "per user");
+        // An ended session frees its place, wherever it is in the list.
+        store.delete("b");
+        assert_eq!(store.create("c", &record("u", 4), HOUR), 0);
+        assert_eq!(store.create("d", &record("u", 5), HOUR), 1);
+        assert_eq!(store.load("a"), Some(Loaded::Ended(EndReason::Evicted)));
+        for live in ["c", "d", "other"] {
+            assert!(matches!(store.load(live), Some(Loaded::Live(_))), "{live}");
+        }
+        assert_eq!(store.count(), 3);
+    }
+
+    #[test]
+    fn revoking_ends_the_users_live_sessions_only() {
+        let store = bounded(0);
+        for (k, u) in [("a", "u"), ("b", "u"), ("c", "v")] {
+            store.create(k, &record(u, 1), HOUR);
+        }
+        store.delete("b");
+        assert_eq!(store.revoke_user("u"), 1);
+        assert_eq!(store.revoke_user("u"), 0, "already done");
+        assert_eq!(store.load("a"), Some(Loaded::Ended(EndReason::Revoked)));
+        assert_eq!(store.load("b"), None);
+        assert!(matches!(store.load("c"), Some(Loaded::Live(_))));
+        // An ended session is never written back, and an end removes it.
+        let mut r = record("u", 1);
+        r.generation = 1;
+        assert_eq!(
+            store.update("a", &r, 0, None),
+            Update::Ended(EndReason::Revoked)
+        );
+        store.delete("a");
+        assert_eq!(store.update("a", &r, 0, None), Update::Gone);
+    }
+
+    #[test]
+    fn a_save_is_conditional_on_the_generation() {
+        let store = bounded(0);
+        store.create("k", &record("u", 1), HOUR);
+        let mut next = record("u", 1);
+        next.generation = 1;
+        assert_eq!(store.update("k", &next, 0, None), Update::Saved);
+        // A second rotation that also started from generation 0 lost.
+        let mut late = record("u", 1);
+        late.generation = 1;
+        late.access_token = AccessToken::new("late-late-late-late");
+        assert_eq!(store.update("k", &late, 0, None), Update::Conflict);
+        assert_eq!(store.load("k"), Some(Loaded::Live(next)));
+    }
 
     #[tokio::test]
     async fn the_rotation_lock_is_exclusive_and_forgotten_when_free() {
