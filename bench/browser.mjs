@@ -68,6 +68,8 @@ async function startServer() {
     "--sim-token-lifetime", String(TOKEN_LIFETIME), "--reuse-window", "0",
     // Many sessions of the one demo user: no per-user bound (default 20).
     "--max-sessions-per-user", "0",
+    // Every tab is on one address: no per-address rate limit (default 5/s).
+    "--rate-limit-per-second", "0",
     "--pkg", PKG_DIR, "--dist", DIST_DIR, "--www", WWW_DIR,
   ], { RUST_LOG: "warn" });
   await waitForPort(port, child);

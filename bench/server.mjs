@@ -59,6 +59,8 @@ async function startServer(sim, store, name, encrypted = false) {
     "--reuse-window", "0",
     // Hundreds of sessions of the one simulator user: no per-user bound (default 20).
     "--max-sessions-per-user", "0",
+    // wrk sends everything from one address: no per-address rate limit (default 5/s).
+    "--rate-limit-per-second", "0",
   ], {
     RUST_LOG: process.env.BENCH_SERVER_LOG || "warn",
     CAPTURE_SESSION_ISSUER_CLIENT_SECRET: SIM_CLIENT_SECRET,

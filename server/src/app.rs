@@ -1,6 +1,6 @@
 //! Assembles the server: state, routes, listener.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use capture_session_core::wire::MAX_BODY_BYTES;
 use tokio::net::TcpListener;
@@ -24,7 +24,9 @@ use crate::capture::CaptureClient;
 use crate::cli::StoreArgs;
 use crate::clock::Clock;
 use crate::contract;
+use crate::limits::{self, ClientAddress, RateLimitLayer};
 use crate::request::AllowedOrigins;
+use crate::serve::serve_gracefully;
 use crate::settings::{ConfigError, Settings, StaticDirs, StoreConfig};
 use crate::sim::{self, SimConfig, Simulator};
 use crate::store::memory::MemoryStore;
@@ -154,6 +156,7 @@ pub struct Server {
     router: Router,
     local_addr: SocketAddr,
     shutdown_timeout: Duration,
+    header_read_timeout: Duration,
 }
 
 impl Server {
@@ -218,6 +221,7 @@ impl Server {
         let static_dirs = settings.static_dirs.clone();
         let simulate = settings.simulate;
         let shutdown_timeout = settings.shutdown_timeout;
+        let header_read_timeout = settings.limits.header_read_timeout;
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -233,6 +237,7 @@ impl Server {
             router,
             local_addr,
             shutdown_timeout,
+            header_read_timeout,
         })
     }
 
@@ -247,7 +252,14 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve_gracefully(self.listener, self.router, shutdown, self.shutdown_timeout).await
+        serve_gracefully(
+            self.listener,
+            self.router,
+            shutdown,
+            self.shutdown_timeout,
+            self.header_read_timeout,
+        )
+        .await
     }
 
     /// Serves in a background task (tests); stop it with [`RunningServer::stop`].
@@ -304,9 +316,27 @@ fn routes(
     static_dirs: Option<&StaticDirs>,
     simulate: bool,
 ) -> Router {
+    let limits = state.settings.limits.clone();
+    // Each of start and refresh has its own per-address bucket.
+    let rate_limited = |route: MethodRouter<AppState>| -> MethodRouter<AppState> {
+        let clients = ClientAddress::new(&limits.trusted_proxies);
+        match limits
+            .rate
+            .and_then(|rate| limits::rate_limit(rate, clients))
+        {
+            Some(layer) => route.layer::<RateLimitLayer, _>(layer),
+            None => route,
+        }
+    };
     let mut contract_routes = Router::new()
-        .route("/capture-session/start", post(contract::start))
-        .route("/capture-session/refresh", post(contract::refresh))
+        .route(
+            "/capture-session/start",
+            rate_limited(post(contract::start)),
+        )
+        .route(
+            "/capture-session/refresh",
+            rate_limited(post(contract::refresh)),
+        )
         .route("/capture-session/end", post(contract::end));
     if simulate {
         // Demo counters and simulated outages, in front of every check.
@@ -370,7 +400,10 @@ fn routes(
             .layer(axum::middleware::map_response(no_cache));
         router = router.merge(files);
     }
-    router
+    router.layer(axum::middleware::from_fn_with_state(
+        limits.request_timeout,
+        limits::request_deadline,
+    ))
 }
 
 /// Static files are revalidated on every load, so a rebuilt helper is picked up.
@@ -393,43 +426,17 @@ pub async fn run_simulator(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = sim::router(Simulator::new(config));
-    serve_gracefully(listener, router, shutdown, SIMULATOR_SHUTDOWN_TIMEOUT).await
+    serve_gracefully(
+        listener,
+        router,
+        shutdown,
+        SIMULATOR_SHUTDOWN_TIMEOUT,
+        SIMULATOR_HEADER_READ_TIMEOUT,
+    )
+    .await
 }
 
 /// How long the standalone simulator lets in-flight requests run at shutdown.
 const SIMULATOR_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `router` until `shutdown`; then the listener closes (new
-/// connections are refused), idle keep-alive connections are closed, and
-/// requests in flight get up to `grace` to finish. Requests still running
-/// after that are dropped; either way the result is `Ok`, so the process
-/// exits 0.
-async fn serve_gracefully(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (begun_tx, begun_rx) = oneshot::channel::<()>();
-    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = begun_tx.send(());
-    });
-    let deadline = async move {
-        if begun_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = serve.into_future() => served,
-        () = deadline => {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "requests still in flight at the end of the shutdown timeout were dropped"
-            );
-            Ok(())
-        }
-    }
-}
+/// How long the standalone simulator waits for a request's headers.
+const SIMULATOR_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,10 +4,12 @@
 //! See Akamai's Capture API reference: `/entity`, `/access/getAccessToken`,
 //! `/oauth/token`. Nothing here logs or formats a token or a secret.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use capture_session_core::{AccessToken, AuthorizationCode, RefreshToken};
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 
 use crate::settings::{ClientCredentials, Settings};
 
@@ -39,6 +41,16 @@ pub enum CaptureError {
     /// A reply that is not what Capture sends.
     #[error("Capture reply not understood: {0}")]
     Malformed(&'static str),
+    /// HTTP 429: Capture (or a proxy in front of it) asks us to slow down.
+    #[error("Capture answered HTTP 429 Too Many Requests")]
+    RateLimited {
+        /// Seconds from its `Retry-After`, when it sent a usable one.
+        retry_after: Option<u64>,
+    },
+    /// Every Identity Cloud call slot (`--upstream-concurrency`) stayed busy
+    /// for `--upstream-queue-timeout-ms`: the call was not sent.
+    #[error("too many Identity Cloud calls in flight")]
+    Saturated,
 }
 
 /// What a Capture error means for the session, independent of the call.
@@ -74,6 +86,7 @@ impl CaptureError {
                 _ => ErrorClass::Operator,
             },
             CaptureError::Timeout => ErrorClass::Slow,
+            CaptureError::RateLimited { .. } | CaptureError::Saturated => ErrorClass::Busy,
             CaptureError::Http(status) if *status < 500 => ErrorClass::Operator,
             CaptureError::Transport(_) | CaptureError::Http(_) | CaptureError::Malformed(_) => {
                 ErrorClass::Transient
@@ -85,9 +98,17 @@ impl CaptureError {
     /// single-use grant is still unused): connection refused, or 510.
     fn grant_untouched(&self) -> bool {
         match self {
-            CaptureError::Api { code: 510, .. } => true,
+            CaptureError::Api { code: 510, .. } | CaptureError::Saturated => true,
             CaptureError::Transport(e) => e.is_connect(),
             _ => false,
+        }
+    }
+
+    /// How long Capture asked us to wait, when it said.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            CaptureError::RateLimited { retry_after } => *retry_after,
+            _ => None,
         }
     }
 
@@ -127,6 +148,9 @@ pub struct CaptureClient {
     type_name: String,
     for_client_id: Option<String>,
     retries: u32,
+    /// Call slots shared by every request (`--upstream-concurrency`).
+    slots: Arc<Semaphore>,
+    queue_timeout: Duration,
 }
 
 impl CaptureClient {
@@ -150,6 +174,8 @@ impl CaptureClient {
             type_name: settings.type_name.clone(),
             for_client_id: settings.for_client_id.clone(),
             retries: settings.upstream_retries,
+            slots: Arc::new(Semaphore::new(settings.limits.upstream_concurrency)),
+            queue_timeout: settings.limits.upstream_queue_timeout,
         })
     }
 
@@ -259,9 +285,15 @@ impl CaptureClient {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     // A timeout is not retried: a slow Capture does not get
-                    // faster by asking again, and the page is waiting.
+                    // faster by asking again, and the page is waiting. Nor
+                    // is a request to slow down, ours or Capture's.
                     let retry = attempt < self.retries
-                        && !matches!(e, CaptureError::Timeout)
+                        && !matches!(
+                            e,
+                            CaptureError::Timeout
+                                | CaptureError::RateLimited { .. }
+                                | CaptureError::Saturated
+                        )
                         && if idempotent {
                             e.transient()
                         } else {
@@ -285,12 +317,26 @@ impl CaptureClient {
         client: Option<&ClientCredentials>,
         form: &[(&str, &str)],
     ) -> Result<Map<String, Value>, CaptureError> {
+        // Held until the reply is read: at most --upstream-concurrency calls
+        // are in flight, whatever the number of requests.
+        let _slot = tokio::time::timeout(self.queue_timeout, self.slots.acquire())
+            .await
+            .map_err(|_| CaptureError::Saturated)?
+            .map_err(|_| CaptureError::Saturated)?;
         let mut request = self.http.post(format!("{}{}", self.base, path)).form(form);
         if let Some(c) = client {
             request = request.basic_auth(&c.id, Some(c.secret.expose()));
         }
         let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
+        if status == 429 {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, unix_now_ms()));
+            return Err(CaptureError::RateLimited { retry_after });
+        }
         if response
             .content_length()
             .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
@@ -319,6 +365,31 @@ pub fn call_budget(timeout: Duration, retries: u32) -> Duration {
             .saturating_add(timeout)
             .saturating_add(backoff(attempt))
     })
+}
+
+/// The longest `Retry-After` passed on from Capture (an hour): a larger one
+/// counts as this.
+pub const MAX_RETRY_AFTER_SECS: u64 = 3600;
+
+/// A `Retry-After` value (seconds, or an HTTP date) as seconds from `now_ms`
+/// (unix ms), in `1..=MAX_RETRY_AFTER_SECS`; `None` when unreadable.
+pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
+    let value = value.trim();
+    let secs = match value.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => {
+            let at = capture_session_core::parse_http_date(value)?;
+            at.saturating_sub(now_ms).div_ceil(1000)
+        }
+    };
+    Some(secs.clamp(1, MAX_RETRY_AFTER_SECS))
+}
+
+/// Real time: a `Retry-After` date is Capture's clock, not ours to shift.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn transport(e: reqwest::Error) -> CaptureError {
@@ -478,6 +549,25 @@ mod tests {
             call_budget(Duration::from_millis(100), 5),
             Duration::from_millis(600 + 200 + 400 + 800 + 1600 + 1600)
         );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date_within_an_hour() {
+        let now = 1_459_210_000_000; // 2016-03-29 00:06:40 UTC
+        assert_eq!(parse_retry_after("7", now), Some(7));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(1));
+        assert_eq!(parse_retry_after("86400", now), Some(MAX_RETRY_AFTER_SECS));
+        assert_eq!(
+            parse_retry_after("Tue, 29 Mar 2016 00:07:01 GMT", now),
+            Some(21)
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 29 Mar 2016 00:00:00 GMT", now),
+            Some(1),
+            "a date in the past"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -320,9 +320,90 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPTURE_SESSION_DIST")]
     pub dist: Option<PathBuf>,
 
+    /// Rate limits and timeouts.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
     /// Simulator flags (with --simulate).
     #[command(flatten)]
     pub sim: SimArgs,
+}
+
+/// What bounds the work one client, or all of them, can cause.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Requests per second each client address may make to `start`, and
+    /// separately to `refresh`, once its burst is spent; more get 429
+    /// rate_limited with Retry-After. 0 turns the limits off.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_RATE_LIMIT_PER_SECOND",
+        default_value_t = 5,
+        value_name = "N"
+    )]
+    pub rate_limit_per_second: u32,
+
+    /// Requests a client address may make at once to `start` (and to
+    /// `refresh`) before --rate-limit-per-second applies.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_RATE_LIMIT_BURST",
+        default_value_t = 50,
+        value_name = "N"
+    )]
+    pub rate_limit_burst: u32,
+
+    /// Proxies (an address or a CIDR range; repeat or separate with commas)
+    /// whose X-Forwarded-For header names the client. Without it the client
+    /// address is the connection's peer address.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CAPTURE_SESSION_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "ADDR[/PREFIX]"
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Identity Cloud calls in flight at once, for the whole server; more
+    /// wait (see --upstream-queue-timeout-ms).
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_UPSTREAM_CONCURRENCY",
+        default_value_t = 64,
+        value_name = "N"
+    )]
+    pub upstream_concurrency: usize,
+
+    /// How long a request waits for a free Identity Cloud call slot before
+    /// it is answered 503 unavailable with Retry-After, in milliseconds.
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_UPSTREAM_QUEUE_TIMEOUT_MS",
+        default_value_t = 1000,
+        value_name = "MS"
+    )]
+    pub upstream_queue_timeout_ms: u64,
+
+    /// A connection that has not sent a request's complete headers this many
+    /// seconds after it began is closed (slowloris).
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_HEADER_READ_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub header_read_timeout: u64,
+
+    /// A request not answered this many seconds after its headers arrived
+    /// (a body sent slowly, say) is answered 503 unavailable. Keep it above
+    /// the longest refresh (see docs/deploy.md).
+    #[arg(
+        long,
+        env = "CAPTURE_SESSION_REQUEST_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: u64,
 }
 
 /// Flags of the standalone simulator.

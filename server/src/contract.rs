@@ -565,7 +565,9 @@ fn rotation_hold(app: &AppState, mode: Mode) -> Duration {
 
 /// The longest a rotation making `calls` Identity Cloud calls can take.
 fn rotation_worst_case(app: &AppState, calls: u32) -> Duration {
-    call_budget(app.settings.upstream_timeout, app.settings.upstream_retries) * calls + STORE_MARGIN
+    // Each attempt may first wait for a call slot (--upstream-queue-timeout-ms).
+    let attempt = app.settings.upstream_timeout + app.settings.limits.upstream_queue_timeout;
+    call_budget(attempt, app.settings.upstream_retries) * calls + STORE_MARGIN
 }
 
 /// What the store round trips of a rotation may take (re-read, note, save:
@@ -707,7 +709,10 @@ fn upstream_failure(app: &AppState, call: Call, e: CaptureError) -> ApiError {
     match class {
         ErrorClass::Busy => {
             tracing::warn!(capture, error = %e, "Identity Cloud is busy");
-            ApiError::unavailable("Identity Cloud is busy", app.settings.retry_after_secs)
+            let retry_after = e
+                .retry_after_secs()
+                .unwrap_or(app.settings.retry_after_secs);
+            ApiError::unavailable("Identity Cloud is busy", retry_after)
         }
         ErrorClass::Slow => {
             tracing::warn!(capture, error = %e, "Identity Cloud timed out");

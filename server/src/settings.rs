@@ -9,6 +9,7 @@ use capture_session_core::wire::Mode;
 
 use crate::cli::{ServerArgs, SimArgs, StoreArgs};
 use crate::crypto::Keyring;
+use crate::limits::Limits;
 use crate::secret::{ClientSecret, StoreUrl};
 
 /// `--session-max` by default: 12 hours.
@@ -156,6 +157,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Static directories: (www, pkg, dist), when static files are served.
     pub static_dirs: Option<StaticDirs>,
+    /// Rate limits and timeouts.
+    pub limits: Limits,
     /// Simulator behaviour (with --simulate).
     pub sim: SimArgs,
 }
@@ -387,6 +390,7 @@ impl Settings {
             insecure_cookies: args.insecure_localhost_cookies || (simulate && loopback),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             static_dirs,
+            limits: Limits::from_args(&args.limits)?,
             sim: args.sim,
         })
     }

@@ -143,6 +143,13 @@ async fn two_instances_survive_a_kill_and_a_redis_restart() {
         "1",
         "--max-sessions-per-user",
         "0",
+        // Eight clients on one address, 25 refreshes a second each.
+        "--rate-limit-per-second",
+        "0",
+        // No wait for a call slot (64, never all busy here), so the lock's
+        // hold is as computed above.
+        "--upstream-queue-timeout-ms",
+        "0",
     ];
     let mut a = Process::spawn(&redis.url, &sim, 3600, &flags);
     let b = Process::spawn(&redis.url, &sim, 3600, &flags);

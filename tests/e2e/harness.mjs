@@ -63,8 +63,11 @@ export async function startServer({ tokenLifetime = 10, args = [] } = {}) {
     `127.0.0.1:${port}`,
     "--sim-token-lifetime",
     String(tokenLifetime),
-    // The tests sign the demo user in many times: no per-user session bound (default 20).
+    // The tests sign the demo user in many times: no per-user session bound (default 20);
+    // many tabs of one address refresh at once: no per-address rate limit (default 5/s).
     "--max-sessions-per-user",
+    "0",
+    "--rate-limit-per-second",
     "0",
     ...args,
   ];

@@ -103,8 +103,9 @@ export async function startReferenceServer(args = []) {
   const p = await startProcess(
     "reference",
     serverBin(),
-    // The kit signs one user in many times: no per-user session bound (default 20).
-    ["--simulate", "--listen", "127.0.0.1:0", "--sim-user", `${USER.email}:${USER.password}`, "--max-sessions-per-user", "0", ...args],
+    // The kit signs one user in many times: no per-user session bound (default 20); and it
+    // sends hundreds of requests from one address: no per-address rate limit (default 5/s).
+    ["--simulate", "--listen", "127.0.0.1:0", "--sim-user", `${USER.email}:${USER.password}`, "--max-sessions-per-user", "0", "--rate-limit-per-second", "0", ...args],
     { ready: /demo and simulator at (http:\/\/127\.0\.0\.1:\d+)\// },
   );
   const url = p.match[1];

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -35,6 +35,10 @@ pub struct Fault {
     /// alone: a plain-text error page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// With `httpStatus`: a `Retry-After` header of this many seconds (as a
+    /// rate-limited Capture sends with 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
     /// Answer `stat: error` with this Capture code (414, 510, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stat_error: Option<u32>,
@@ -80,7 +84,7 @@ pub async fn inject(State(sim): State<Simulator>, request: Request, next: Next) 
         return Response::new(Body::from_stream(stream));
     }
     let status = fault.http_status.and_then(|s| StatusCode::from_u16(s).ok());
-    match (fault.stat_error, status) {
+    let mut response = match (fault.stat_error, status) {
         (Some(code), status) => {
             capture_error(status.unwrap_or(StatusCode::OK), code, "simulated failure")
         }
@@ -92,7 +96,13 @@ pub async fn inject(State(sim): State<Simulator>, request: Request, next: Next) 
             }
             response
         }
+    };
+    if let Some(secs) = fault.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    response
 }
 
 /// `POST /_admin/faults`: add a rule; answers the rules now active.
@@ -107,6 +117,12 @@ pub async fn add(State(sim): State<Simulator>, body: Result<Json<Fault>, JsonRej
         return Err(admin_error(
             StatusCode::BAD_REQUEST,
             "a fault needs latencyMs, latencyAfterMs, httpStatus, statError or dropConnection",
+        ));
+    }
+    if fault.retry_after.is_some() && fault.http_status.is_none() {
+        return Err(admin_error(
+            StatusCode::BAD_REQUEST,
+            "retryAfter goes with httpStatus",
         ));
     }
     if fault.http_status.is_some_and(|s| !(200..=599).contains(&s)) {
