@@ -25,6 +25,8 @@ use crate::cli::StoreArgs;
 use crate::clock::Clock;
 use crate::contract;
 use crate::limits::{self, ClientAddress, RateLimitLayer};
+use crate::metrics::Metrics;
+use crate::ops;
 use crate::request::AllowedOrigins;
 use crate::serve::serve_gracefully;
 use crate::settings::{ConfigError, Settings, StaticDirs, StoreConfig};
@@ -54,6 +56,8 @@ pub struct AppState {
     pub allowed_origins: Arc<AllowedOrigins>,
     /// Where "now" comes from.
     pub clock: Clock,
+    /// What the operations listener's `/metrics` reports.
+    pub metrics: Metrics,
     /// The session cookie's name.
     pub cookie_name: &'static str,
 }
@@ -157,6 +161,8 @@ pub struct Server {
     local_addr: SocketAddr,
     shutdown_timeout: Duration,
     header_read_timeout: Duration,
+    /// The operations listener and its routes (`--ops-listen`).
+    ops: Option<(TcpListener, Router)>,
 }
 
 impl Server {
@@ -212,7 +218,22 @@ impl Server {
             }
         }
         let store = open_store(&settings, &clock).await?;
-        let capture = CaptureClient::new(capture_url, &settings)?;
+        // Bound before anything else can fail half-way: a taken port is a
+        // start-up error like the public one's.
+        let ops_listener = match settings.ops_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics = if ops_listener.is_some() {
+            Metrics::on()
+        } else {
+            Metrics::off()
+        };
+        let capture = CaptureClient::new(capture_url, &settings, metrics.clone())?;
         let cookie_name = if settings.insecure_cookies {
             INSECURE_COOKIE_NAME
         } else {
@@ -230,7 +251,9 @@ impl Server {
             allowed_origins: Arc::new(AllowedOrigins::new(allowed_origins)),
             cookie_name,
             clock,
+            metrics,
         };
+        let ops = ops_listener.map(|l| (l, ops::router(state.clone())));
         let router = routes(state, simulator, static_dirs.as_ref(), simulate);
         Ok(Server {
             listener,
@@ -238,6 +261,7 @@ impl Server {
             local_addr,
             shutdown_timeout,
             header_read_timeout,
+            ops,
         })
     }
 
@@ -246,31 +270,61 @@ impl Server {
         self.local_addr
     }
 
+    /// The operations listener's address, when there is one.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then stops accepting connections
-    /// and lets in-flight requests finish for up to `--shutdown-timeout`.
+    /// (on the operations listener too) and lets in-flight requests finish
+    /// for up to `--shutdown-timeout`.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        serve_gracefully(
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            // A dropped sender (the signal task ended) also means "stop".
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let public = serve_gracefully(
             self.listener,
             self.router,
-            shutdown,
+            stopped(stop_rx.clone()),
             self.shutdown_timeout,
             self.header_read_timeout,
-        )
-        .await
+        );
+        match self.ops {
+            Some((listener, router)) => {
+                let ops = serve_gracefully(
+                    listener,
+                    router,
+                    stopped(stop_rx),
+                    self.shutdown_timeout,
+                    self.header_read_timeout,
+                );
+                let (public, ops) = tokio::join!(public, ops);
+                public.and(ops)
+            }
+            None => public.await,
+        }
     }
 
     /// Serves in a background task (tests); stop it with [`RunningServer::stop`].
     pub fn spawn(self) -> RunningServer {
         let (tx, rx) = oneshot::channel::<()>();
         let addr = self.local_addr;
+        let ops_addr = self.ops_addr();
         let task = tokio::spawn(self.run(async {
             let _ = rx.await;
         }));
         RunningServer {
             addr,
+            ops_addr,
             shutdown: Some(tx),
             task,
         }
@@ -280,6 +334,7 @@ impl Server {
 /// A server running in a background task.
 pub struct RunningServer {
     addr: SocketAddr,
+    ops_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -292,6 +347,10 @@ impl RunningServer {
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+    /// `http://OPS_ADDR{path}` on the operations listener, if there is one.
+    pub fn ops_url(&self, path: &str) -> Option<String> {
+        self.ops_addr.map(|a| format!("http://{a}{path}"))
     }
     /// Stops accepting connections and waits for open ones to finish.
     pub async fn stop(mut self) {
@@ -318,11 +377,12 @@ fn routes(
 ) -> Router {
     let limits = state.settings.limits.clone();
     // Each of start and refresh has its own per-address bucket.
-    let rate_limited = |route: MethodRouter<AppState>| -> MethodRouter<AppState> {
+    let rate_limited = |endpoint: &'static str, route: MethodRouter<AppState>| {
         let clients = ClientAddress::new(&limits.trusted_proxies);
+        let metrics = state.metrics.clone();
         match limits
             .rate
-            .and_then(|rate| limits::rate_limit(rate, clients))
+            .and_then(|rate| limits::rate_limit(rate, clients, endpoint, metrics))
         {
             Some(layer) => route.layer::<RateLimitLayer, _>(layer),
             None => route,
@@ -331,11 +391,11 @@ fn routes(
     let mut contract_routes = Router::new()
         .route(
             "/capture-session/start",
-            rate_limited(post(contract::start)),
+            rate_limited("start", post(contract::start)),
         )
         .route(
             "/capture-session/refresh",
-            rate_limited(post(contract::refresh)),
+            rate_limited("refresh", post(contract::refresh)),
         )
         .route("/capture-session/end", post(contract::end));
     if simulate {
@@ -347,7 +407,10 @@ fn routes(
     }
     contract_routes = contract_routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(contract::log_refusals))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            contract::observe,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

@@ -11,6 +11,7 @@ use capture_session_core::{AccessToken, AuthorizationCode, RefreshToken};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use crate::metrics::Metrics;
 use crate::settings::{ClientCredentials, Settings};
 
 /// Largest Capture reply read, in bytes.
@@ -151,11 +152,16 @@ pub struct CaptureClient {
     /// Call slots shared by every request (`--upstream-concurrency`).
     slots: Arc<Semaphore>,
     queue_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl CaptureClient {
     /// A client for `base` (no trailing slash) with the settings' credentials.
-    pub fn new(base: String, settings: &Settings) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base: String,
+        settings: &Settings,
+        metrics: Metrics,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.upstream_timeout)
             .connect_timeout(settings.upstream_timeout)
@@ -176,6 +182,7 @@ impl CaptureClient {
             retries: settings.upstream_retries,
             slots: Arc::new(Semaphore::new(settings.limits.upstream_concurrency)),
             queue_timeout: settings.limits.upstream_queue_timeout,
+            metrics,
         })
     }
 
@@ -311,7 +318,21 @@ impl CaptureClient {
         }
     }
 
+    /// One attempt, counted and timed by operation and result.
     async fn call_once(
+        &self,
+        path: &'static str,
+        client: Option<&ClientCredentials>,
+        form: &[(&str, &str)],
+    ) -> Result<Map<String, Value>, CaptureError> {
+        let began = std::time::Instant::now();
+        let result = self.attempt(path, client, form).await;
+        self.metrics
+            .upstream(path, &result.as_ref().map(|_| ()), began.elapsed());
+        result
+    }
+
+    async fn attempt(
         &self,
         path: &'static str,
         client: Option<&ClientCredentials>,

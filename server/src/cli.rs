@@ -92,6 +92,13 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPTURE_SESSION_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address of the operations listener: GET /metrics (Prometheus), GET
+    /// /healthz, GET /readyz (the store answers), POST /revoke. Off unless
+    /// given; never the --listen address. It has no authentication: keep it
+    /// on loopback or a private network.
+    #[arg(long, env = "CAPTURE_SESSION_OPS_LISTEN", value_name = "ADDR:PORT")]
+    pub ops_listen: Option<SocketAddr>,
+
     /// Serve the demo: run the Identity Cloud simulator in-process under /sim
     /// (and use it as the Capture server), serve www/ at /, /pkg/ and /dist/,
     /// and enable the /capture-session/_admin endpoints (answered only to a

@@ -19,12 +19,18 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::capture::{call_budget, CaptureError, ErrorClass};
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
 use crate::request::{CheckedRequest, JsonContentType, LimitedBody, SessionCookie};
 use crate::secret::{random_hex, SessionId};
 use crate::store::{Loaded, SessionRecord, StoreError, Update};
 
 /// Longest uuid accepted at start.
 const MAX_UUID_LEN: usize = 128;
+/// Whether `uuid` may be a Capture uuid: 1 to 128 printable ASCII characters.
+pub(crate) fn plausible_uuid(uuid: &str) -> bool {
+    !uuid.is_empty() && uuid.len() <= MAX_UUID_LEN && uuid.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Longest redirect URI accepted at start.
 const MAX_REDIRECT_URI_LEN: usize = 2048;
 
@@ -66,22 +72,25 @@ pub async fn end(
             .await
             .map_err(|e| store_failure(&app, e))?;
         tracing::info!("session ended");
+        app.metrics.sessions_ended("logout", 1);
         clear_cookie(&app, &mut response);
     }
     Ok(response)
 }
 
-/// Middleware of the contract routes: logs every refusal with its endpoint
-/// (the reply carries the [`ApiError`] it was made from).
-pub async fn log_refusals(request: Request, next: Next) -> Response {
-    let endpoint = request
-        .uri()
-        .path()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+/// Middleware of the contract routes: counts and times every answer, and
+/// logs every refusal with its endpoint (the reply carries the [`ApiError`]
+/// it was made from).
+pub async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let endpoint = match request.uri().path().rsplit('/').next() {
+        Some("start") => "start",
+        Some("refresh") => "refresh",
+        Some("end") => "end",
+        _ => "other",
+    };
+    let began = std::time::Instant::now();
     let response = next.run(request).await;
+    metrics.request(endpoint, response.status().as_u16(), began.elapsed());
     if let Some(e) = response.extensions().get::<ApiError>() {
         tracing::info!(endpoint, error = e.code.as_str(), status = e.code.status(), message = %e.message, "request refused");
     }
@@ -187,6 +196,9 @@ async fn start_session(
         .create(&id.store_key(), &record, session_ttl(app, &record, now))
         .await
         .map_err(|e| store_failure(app, e))?;
+    app.metrics.session_started(mode.as_str());
+    app.metrics
+        .sessions_ended("evicted", u64::try_from(evicted).unwrap_or(u64::MAX));
     if evicted > 0 {
         tracing::info!(
             evicted,
@@ -286,17 +298,16 @@ pub async fn refresh_session(
         let hold = rotation_hold(app, mode);
         // Wait for another request's rotation a little longer than it may run.
         let wait = hold + Duration::from_secs(1);
-        let lock = app
-            .store
-            .lock(&key, hold, wait)
-            .await
-            .map_err(|e| match e {
-                StoreError::LockTimeout => ApiError::unavailable(
-                    "another refresh of this session is still running",
-                    app.settings.retry_after_secs,
-                ),
-                other => store_failure(app, other),
-            })?;
+        let waiting = std::time::Instant::now();
+        let lock = app.store.lock(&key, hold, wait).await;
+        app.metrics.lock_wait(waiting.elapsed());
+        let lock = lock.map_err(|e| match e {
+            StoreError::LockTimeout => ApiError::unavailable(
+                "another refresh of this session is still running",
+                app.settings.retry_after_secs,
+            ),
+            other => store_failure(app, other),
+        })?;
         let result = rotate_locked(app, &key, rule, seen_generation, extend).await;
         if let Err(e) = app.store.unlock(lock).await {
             tracing::warn!(error = %e, "could not release a rotation lock (it expires by itself)");
@@ -345,6 +356,7 @@ async fn rotate_locked(
                     .delete(key)
                     .await
                     .map_err(|e| store_failure(app, e))?;
+                app.metrics.sessions_ended("grant_refused", 1);
                 return Err(ApiError::session_expired(
                     "Identity Cloud gave this session no refresh token",
                 ));
@@ -475,6 +487,7 @@ async fn reverify(
                 .delete(key)
                 .await
                 .map_err(|e| store_failure(app, e))?;
+            app.metrics.sessions_ended("user_gone", 1);
             Err(ApiError::session_expired(if code == 310 {
                 "the user no longer exists at Identity Cloud"
             } else {
@@ -544,6 +557,7 @@ async fn refused(
         if let Err(e) = app.store.delete(key).await {
             return store_failure(app, e);
         }
+        app.metrics.sessions_ended("grant_refused", 1);
     }
     err
 }
@@ -597,6 +611,7 @@ async fn load_live(app: &AppState, key: &str) -> ApiResult<SessionRecord> {
             .delete(key)
             .await
             .map_err(|e| store_failure(app, e))?;
+        app.metrics.sessions_ended("lifetime", 1);
         return Err(ApiError::session_expired(
             "the session reached its maximum lifetime",
         ));
@@ -814,10 +829,7 @@ fn parse_start(bytes: &[u8]) -> ApiResult<StartRequest> {
     match obj.get("mode").and_then(Value::as_str) {
         Some("token") => {
             let uuid = string("uuid")?;
-            if uuid.is_empty()
-                || uuid.len() > MAX_UUID_LEN
-                || !uuid.bytes().all(|b| b.is_ascii_graphic())
-            {
+            if !plausible_uuid(uuid) {
                 return Err(ApiError::invalid_request("uuid is not a plausible uuid"));
             }
             let token = string("accessToken")?;

@@ -29,6 +29,8 @@ pub mod contract;
 pub mod crypto;
 pub mod error;
 pub mod limits;
+pub mod metrics;
+pub mod ops;
 pub mod request;
 pub mod secret;
 pub mod serve;

@@ -5,7 +5,7 @@
 //! in [`crate::serve`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,6 +20,7 @@ use tower_governor::{GovernorError, GovernorLayer};
 
 use crate::cli::LimitArgs;
 use crate::error::ApiError;
+use crate::metrics::{while_alive, Metrics};
 use crate::settings::ConfigError;
 
 /// The limits, resolved from [`LimitArgs`].
@@ -227,15 +228,31 @@ pub type RateLimitLayer = GovernorLayer<ClientAddress, governor::middleware::NoO
 /// endpoints limited with two layers do not share one), answering `429
 /// rate_limited` with `Retry-After`; and a task that forgets addresses idle
 /// long enough to have their burst back, until the layer is dropped.
-pub fn rate_limit(rate: Rate, clients: ClientAddress) -> Option<RateLimitLayer> {
+pub fn rate_limit(
+    rate: Rate,
+    clients: ClientAddress,
+    endpoint: &'static str,
+    metrics: Metrics,
+) -> Option<RateLimitLayer> {
     let config = GovernorConfigBuilder::default()
         .key_extractor(clients)
         .period(Duration::from_secs(1) / rate.per_second)
         .burst_size(rate.burst)
         .finish()?;
     let limiter = Arc::downgrade(config.limiter());
-    tokio::spawn(forget_idle_clients(limiter));
-    Some(GovernorLayer::new(Arc::new(config)).error_handler(refusal))
+    tokio::spawn(while_alive(
+        limiter,
+        Duration::from_secs(60),
+        |l: &ClientLimiter| {
+            l.retain_recent();
+        },
+    ));
+    Some(
+        GovernorLayer::new(Arc::new(config)).error_handler(move |e| {
+            metrics.rate_limited(endpoint);
+            refusal(e)
+        }),
+    )
 }
 
 type ClientLimiter = governor::RateLimiter<
@@ -244,18 +261,6 @@ type ClientLimiter = governor::RateLimiter<
     governor::clock::DefaultClock,
     governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
 >;
-
-async fn forget_idle_clients(limiter: Weak<ClientLimiter>) {
-    let mut every = tokio::time::interval(Duration::from_secs(60));
-    every.tick().await;
-    loop {
-        every.tick().await;
-        let Some(limiter) = limiter.upgrade() else {
-            return;
-        };
-        limiter.retain_recent();
-    }
-}
 
 fn refusal(e: GovernorError) -> Response {
     let retry_after = match e {

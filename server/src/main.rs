@@ -61,6 +61,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let simulate = settings.simulate;
             let server = Server::bind(settings).await?;
             let addr = server.local_addr();
+            if let Some(ops) = server.ops_addr() {
+                tracing::info!(addr = %ops, "operations listener (/metrics, /healthz, /readyz, /revoke)");
+            }
             if simulate {
                 tracing::info!(
                     "demo and simulator at http://{addr}/ (Identity Cloud simulator under /sim)"

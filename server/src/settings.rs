@@ -159,6 +159,8 @@ pub struct Settings {
     pub static_dirs: Option<StaticDirs>,
     /// Rate limits and timeouts.
     pub limits: Limits,
+    /// The operations listener's address (`--ops-listen`).
+    pub ops_listen: Option<SocketAddr>,
     /// Simulator behaviour (with --simulate).
     pub sim: SimArgs,
 }
@@ -391,9 +393,30 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             static_dirs,
             limits: Limits::from_args(&args.limits)?,
+            ops_listen: check_ops_listen(args.ops_listen, args.listen)?,
             sim: args.sim,
         })
     }
+}
+
+/// The operations listener may not share the public port: its routes would
+/// be offered to the world.
+fn check_ops_listen(
+    ops: Option<SocketAddr>,
+    public: SocketAddr,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(ops) = ops else {
+        return Ok(None);
+    };
+    let overlap =
+        ops.ip() == public.ip() || ops.ip().is_unspecified() || public.ip().is_unspecified();
+    if ops.port() != 0 && ops.port() == public.port() && overlap {
+        return Err(ConfigError::Invalid {
+            flag: "--ops-listen",
+            reason: "must differ from --listen: the operations routes are never served on the public port".into(),
+        });
+    }
+    Ok(Some(ops))
 }
 
 fn check_url(url: &str) -> Result<String, ConfigError> {

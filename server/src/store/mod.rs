@@ -237,6 +237,14 @@ impl SessionStore {
         }
     }
 
+    /// Whether the store answers (Redis: `PING`; memory: always).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            SessionStore::Memory(_) => Ok(()),
+            SessionStore::Redis(s) => s.ping().await,
+        }
+    }
+
     /// Ends every live session of `uuid` ([`EndReason::Revoked`]); returns
     /// how many.
     pub async fn revoke_user(&self, uuid: &str) -> Result<usize, StoreError> {

@@ -274,6 +274,13 @@ impl RedisStore {
         Ok(serde_json::from_slice(&json)?)
     }
 
+    /// `PING`.
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// Stored values that could not be read since start.
     pub fn unreadable(&self) -> u64 {
         self.shared.unreadable.load(Ordering::Relaxed)

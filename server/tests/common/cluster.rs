@@ -131,8 +131,18 @@ impl RedisServer {
     /// Kills it (SIGKILL: what it held is gone) and starts it again on the
     /// same port.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills it (SIGKILL) and leaves it down.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again on its port, after [`RedisServer::kill`].
+    pub fn start_again(&mut self) {
         self.child = spawn_redis(&self.args, self.port);
     }
 

@@ -186,6 +186,14 @@ impl Harness {
         format!("{}{path}", self.base)
     }
 
+    /// `path` on the in-process server's operations listener (`--ops-listen`).
+    pub fn ops_url(&self, path: &str) -> String {
+        self.server
+            .as_ref()
+            .and_then(|s| s.ops_url(path))
+            .expect("a server started with --ops-listen")
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await;
