@@ -217,11 +217,11 @@ function serverSection(s) {
   else {
     lines.push(
       table(
-        ["store", "mode", "concurrent sessions", "refreshes/s", "p50 ms", "p99 ms", "requests", "failed"],
+        ["store", "rate limits", "mode", "concurrent sessions", "refreshes/s", "p50 ms", "p99 ms", "requests", "failed"],
         s.load.map((r) =>
           r.notMeasured
-            ? [r.store, r.mode, String(r.sessions), nm(r), "", "", "", ""]
-            : [r.store, r.mode, String(r.sessions), r.rps.toFixed(0), ms(r.p50Ms), ms(r.p99Ms), String(r.requests), failures(r)],
+            ? [r.store, r.limits ?? "off", r.mode, String(r.sessions), nm(r), "", "", "", ""]
+            : [r.store, r.limits ?? "off", r.mode, String(r.sessions), r.rps.toFixed(0), ms(r.p50Ms), ms(r.p99Ms), String(r.requests), failures(r)],
         ),
       ),
       "",
@@ -279,7 +279,7 @@ function summarySection(r) {
   const load = Array.isArray(r.server.load) ? r.server.load.filter((x) => !x.notMeasured) : [];
   for (const store of ["memory", "redis", "redis-encrypted"]) {
     const best = load.filter((x) => x.store === store).sort((a, b) => b.rps - a.rps)[0];
-    rows.push([`server refreshes/s, ${store} store (best of modes and concurrencies)`, best ? `${best.rps.toFixed(0)} (${best.mode} mode, ${best.sessions} sessions, p99 ${ms(best.p99Ms)} ms)` : "not measured", "–"]);
+    rows.push([`server refreshes/s, ${store} store (best of modes, concurrencies and rate limits)`, best ? `${best.rps.toFixed(0)} (${best.mode} mode, ${best.sessions} sessions, rate limits ${best.limits ?? "off"}, p99 ${ms(best.p99Ms)} ms)` : "not measured", "–"]);
   }
   const idle = Array.isArray(r.server.idle) ? r.server.idle : [];
   for (const x of idle) rows.push([`memory per idle session, ${x.store}`, x.notMeasured ? "not measured" : `${x.bytesPerSession.toFixed(0)} bytes`, "–"]);

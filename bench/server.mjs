@@ -20,6 +20,13 @@ const list = (v, d) => (v || d).split(",").map((x) => x.trim()).filter(Boolean);
 const CONCURRENCY = list(process.env.BENCH_SERVER_SESSIONS, "1,64,512").map(Number);
 const MODES = list(process.env.BENCH_SERVER_MODES, "token,code");
 const STORES = list(process.env.BENCH_SERVER_STORES, "memory,redis,redis-encrypted");
+// "on": the per-address rate limiter checks every refresh, with a limit no run reaches
+// (wrk sends everything from one address), so its cost shows, not its refusals.
+const LIMITS = list(process.env.BENCH_SERVER_LIMITS, "off,on");
+const LIMIT_FLAGS = {
+  off: ["--rate-limit-per-second", "0"],
+  on: ["--rate-limit-per-second", "1000000", "--rate-limit-burst", "1000000"],
+};
 // "redis-encrypted": the same Redis, values sealed with AES-256-GCM (a throwaway key).
 const BENCH_KEY = `bench:${Buffer.from("capture-session bench key 32 byt").toString("base64")}`;
 const SIM_CLIENT_ID = "capture-session-server";
@@ -44,7 +51,7 @@ async function startSimulator() {
   return { child, base: `http://127.0.0.1:${port}` };
 }
 
-async function startServer(sim, store, name, encrypted = false) {
+async function startServer(sim, store, name, encrypted = false, limits = "off") {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   // --simulate: --insecure-localhost-cookies is a development switch, allowed
@@ -59,8 +66,9 @@ async function startServer(sim, store, name, encrypted = false) {
     "--reuse-window", "0",
     // Hundreds of sessions of the one simulator user: no per-user bound (default 20).
     "--max-sessions-per-user", "0",
-    // wrk sends everything from one address: no per-address rate limit (default 5/s).
-    "--rate-limit-per-second", "0",
+    // wrk sends everything from one address: no per-address rate limit (default 5/s),
+    // or one no run reaches (BENCH_SERVER_LIMITS).
+    ...LIMIT_FLAGS[limits],
   ], {
     RUST_LOG: process.env.BENCH_SERVER_LOG || "warn",
     CAPTURE_SESSION_ISSUER_CLIENT_SECRET: SIM_CLIENT_SECRET,
@@ -203,8 +211,8 @@ function runWrk(server, cookieFile, connections, seconds) {
   });
 }
 
-async function loadRuns(sim, store, storeUrl, redis) {
-  const server = await startServer(sim, storeUrl, `server-${store}-load`, store.endsWith("-encrypted"));
+async function loadRuns(sim, store, storeUrl, redis, limits) {
+  const server = await startServer(sim, storeUrl, `server-${store}-${limits}-load`, store.endsWith("-encrypted"), limits);
   const rows = [];
   try {
     for (const mode of MODES) {
@@ -213,11 +221,11 @@ async function loadRuns(sim, store, storeUrl, redis) {
         cookies = await createSessions(sim, server, mode, Math.max(...CONCURRENCY));
         await refreshOnce(server, cookies[0]);
       } catch (e) {
-        for (const c of CONCURRENCY) rows.push({ store, mode, sessions: c, ...notMeasured(`creating ${mode}-mode sessions: ${e.message}`) });
+        for (const c of CONCURRENCY) rows.push({ store, limits, mode, sessions: c, ...notMeasured(`creating ${mode}-mode sessions: ${e.message}`) });
         continue;
       }
       for (const sessions of CONCURRENCY) {
-        const file = join(WORK_DIR, `cookies-${store}-${mode}-${sessions}.txt`);
+        const file = join(WORK_DIR, `cookies-${store}-${limits}-${mode}-${sessions}.txt`);
         writeFileSync(file, cookies.slice(0, sessions).join("\n") + "\n", { mode: 0o600 });
         try {
           await runWrk(server, file, sessions, 1); // warm-up: connections, upstream pool
@@ -225,15 +233,15 @@ async function loadRuns(sim, store, storeUrl, redis) {
           const seconds = r.duration_us / 1e6;
           const errors = r.errors.status + r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout;
           const row = {
-            store, mode, sessions, threads: r.threads, seconds,
+            store, limits, mode, sessions, threads: r.threads, seconds,
             requests: r.requests, rps: r.requests / seconds,
             p50Ms: r.p50_us / 1000, p90Ms: r.p90_us / 1000, p99Ms: r.p99_us / 1000, maxMs: r.max_us / 1000,
             errors, errorDetail: r.errors, statuses: r.statuses,
           };
           rows.push(row);
-          console.log(`server: ${store} ${mode} ${sessions} sessions: ${row.rps.toFixed(0)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ${errors} errors ${JSON.stringify(r.statuses)}`);
+          console.log(`server: ${store} limits ${limits} ${mode} ${sessions} sessions: ${row.rps.toFixed(0)} req/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms, ${errors} errors ${JSON.stringify(r.statuses)}`);
         } catch (e) {
-          rows.push({ store, mode, sessions, ...notMeasured(e.message) });
+          rows.push({ store, limits, mode, sessions, ...notMeasured(e.message) });
         }
       }
     }
@@ -285,7 +293,8 @@ const out = {
     "Server, simulator (`capture-session-server simulator`) and wrk share the machine's cores, all on 127.0.0.1. " +
     "Token mode: every refresh calls the simulator's /access/getAccessToken (`--reuse-window 0`). " +
     "Code mode: every refresh rotates with the simulator's refresh_token grant (`--reuse-window 0`) under the per-session rotation lock. " +
-    "wrk runs one thread per connection, each connection with its own session cookie (bench/wrk/refresh.lua), after a 1 s warm-up.",
+    "wrk runs one thread per connection, each connection with its own session cookie (bench/wrk/refresh.lua), after a 1 s warm-up. " +
+    "Rate limits off: `--rate-limit-per-second 0`; on: the per-address limiter checks every refresh, with a limit no run reaches (wrk sends from one address).",
   load: [],
   idle: [],
 };
@@ -306,10 +315,12 @@ try {
       out.idle.push({ store, ...notMeasured(`redis-server did not start: ${redis.error}`) });
       continue;
     }
-    try {
-      out.load.push(...(await loadRuns(sim, store, storeUrl, r)));
-    } catch (e) {
-      out.load.push(...MODES.flatMap((mode) => CONCURRENCY.map((sessions) => ({ store, mode, sessions, ...notMeasured(e.message) }))));
+    for (const limits of LIMITS) {
+      try {
+        out.load.push(...(await loadRuns(sim, store, storeUrl, r, limits)));
+      } catch (e) {
+        out.load.push(...MODES.flatMap((mode) => CONCURRENCY.map((sessions) => ({ store, limits, mode, sessions, ...notMeasured(e.message) }))));
+      }
     }
     if (IDLE_SESSIONS <= 0) continue;
     try {
