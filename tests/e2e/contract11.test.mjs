@@ -360,6 +360,10 @@ test("a hidden tab's background refreshes say interactive: false and do not keep
 
   const ended = await waitForEvent(hiddenPage, "ended", { timeout: (IDLE + 4 * IDLE_LIFETIME) * 1000 });
   const endedAt = Date.now();
+  // The page acts on the 401 before Playwright's response event (and its body) reaches this
+  // process: wait for the recorder to have every answer.
+  const answered = (list) => list.every((e) => e.status !== null);
+  await waitUntil("the hidden tab's refreshes to be recorded with their answers", () => answered(hiddenSent), 5000);
   assert.equal(ended.detail.reason, "server", `the server ended the session (a 401); ${timeline()}`);
 
   const background = hiddenSent.slice(refreshesBeforeHiding);
@@ -368,8 +372,8 @@ test("a hidden tab's background refreshes say interactive: false and do not keep
   // last refresh); every later one was made with nobody looking.
   const unseen = background.slice(1);
   for (const e of unseen) assert.equal(e.body.interactive, false, `a background refresh says interactive: false; ${timeline()}`);
-  const answered = unseen.filter((e) => e.status === 200);
-  assert.ok(answered.length >= 1, `background refreshes got tokens (the token stayed alive, not the session); ${timeline()}`);
+  const tokens = unseen.filter((e) => e.status === 200);
+  assert.ok(tokens.length >= 1, `background refreshes got tokens (the token stayed alive, not the session); ${timeline()}`);
   const last = background.at(-1);
   assert.equal(last.status, 401, `the last refresh was refused; ${timeline()}`);
   assert.equal(last.error, "no_session", `the session idled out (docs/backend-contract.md: no_session); ${timeline()}`);
@@ -410,6 +414,7 @@ test("a hidden tab's background refreshes say interactive: false and do not keep
     () => visibleSent.some((e) => e.at > endedAt + 500 && e.status === 200),
     IDLE_LIFETIME * 1000 + 5000,
   );
+  await waitUntil("the visible tab's refreshes to be recorded with their answers", () => answered(visibleSent), 5000);
   assert.ok(visibleSent.length >= background.length, `the visible tab refreshed as often; ${timeline()}`);
   for (const e of visibleSent) {
     assert.equal(e.body.interactive, true, `a visible tab's refresh is interactive; ${timeline()}`);
