@@ -49,8 +49,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(Command::Simulator(args)) => {
             let config = SimConfig::from_args(&args.sim)?;
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
+            let shutdown = shutdown_signal();
             tracing::info!(addr = %listener.local_addr()?, "Identity Cloud simulator listening");
-            run_simulator(listener, config, shutdown_signal()).await?;
+            run_simulator(listener, config, shutdown).await?;
         }
         Some(Command::Revoke(args)) => {
             let ended = revoke_in_store(&args.redis, &args.uuid).await?;
@@ -60,6 +61,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let settings = Settings::from_args(cli.server)?;
             let simulate = settings.simulate;
             let server = Server::bind(settings).await?;
+            let shutdown = shutdown_signal();
             let addr = server.local_addr();
             if let Some(ops) = server.ops_addr() {
                 tracing::info!(addr = %ops, "operations listener (/metrics, /healthz, /readyz, /revoke)");
@@ -71,31 +73,45 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 tracing::info!(%addr, "capture-session-server listening");
             }
-            server.run(shutdown_signal()).await?;
+            server.run(shutdown).await?;
         }
     }
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM. The handlers are installed now, not when the future
+/// is first polled: a signal sent as soon as the "listening" line appears
+/// must find them (else its default action kills the process, exit code
+/// none).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
