@@ -770,6 +770,15 @@ fn upstream_failure(app: &AppState, call: Call, e: CaptureError) -> ApiError {
 }
 
 fn store_failure(app: &AppState, e: StoreError) -> ApiError {
+    if matches!(
+        e,
+        StoreError::Undecryptable(_)
+            | StoreError::NoKey
+            | StoreError::Unencrypted
+            | StoreError::Corrupt(_)
+    ) {
+        app.metrics.store_unreadable();
+    }
     tracing::error!(error = %e, "session store failed");
     ApiError::unavailable("session store unavailable", app.settings.retry_after_secs)
 }

@@ -43,6 +43,10 @@ pub const SESSIONS_STARTED: &str = "capture_session_sessions_started_total";
 /// Sessions that idle out expire in the store unseen and are not counted.
 pub const SESSIONS_ENDED: &str = "capture_session_sessions_ended_total";
 
+/// Stored sessions that could not be read back (a key id not configured, a
+/// value that does not decrypt or parse, plaintext while encryption is on).
+pub const STORE_UNREADABLE: &str = "capture_session_store_unreadable_total";
+
 /// The server's metrics; cheap to clone. [`Metrics::off`] records nothing.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -167,6 +171,11 @@ impl Metrics {
         self.counter(SESSIONS_STARTED, &[("mode", mode.into())], 1);
     }
 
+    /// A stored session could not be read back.
+    pub fn store_unreadable(&self) {
+        self.counter(STORE_UNREADABLE, &[], 1);
+    }
+
     /// `count` sessions ended for `reason`.
     pub fn sessions_ended(&self, reason: &'static str, count: u64) {
         if count > 0 {
@@ -192,6 +201,7 @@ fn describe(r: &PrometheusRecorder) {
         (RATE_LIMITED, "Requests refused by the per-address rate limit, by endpoint."),
         (SESSIONS_STARTED, "Sessions started, by mode."),
         (SESSIONS_ENDED, "Sessions the server ended, by reason (idle expiry is not seen)."),
+        (STORE_UNREADABLE, "Stored sessions that could not be read back (unknown key id, undecryptable, corrupt, plaintext while encryption is on)."),
     ];
     for (name, help) in counters {
         r.describe_counter(name.into(), None, help.into());

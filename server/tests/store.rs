@@ -111,12 +111,22 @@ async fn rotating_the_key_keeps_sessions_and_an_unknown_key_is_a_clear_error() {
     let c = instance(&redis.url, &sim, 3600, &keyed(&only_new)).await;
     let r = c.refresh(&fresh.cookie).await;
     assert_eq!(r.status, 200, "written under test2: {}", r.text);
-    let d = instance(&redis.url, &sim, 3600, &keyed(&old)).await;
+    let mut flags = keyed(&old).to_vec();
+    flags.extend(["--ops-listen", "127.0.0.1:0"]);
+    let d = instance(&redis.url, &sim, 3600, &flags).await;
     let r = d.refresh(&fresh.cookie).await;
     r.expect_error(503, "unavailable");
     assert!(r.retry_after.is_some());
     let stats = d.get("/capture-session/_admin/stats").await;
     assert_eq!(stats.json["storeUnreadable"], 1, "{}", stats.text);
+    let metrics = d.http.get(d.ops_url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "capture_session_store_unreadable_total 1"),
+        "{metrics}"
+    );
     // Other requests still work.
     let other = d.start_token().await;
     assert_eq!(d.refresh(&other.cookie).await.status, 200);
