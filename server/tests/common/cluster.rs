@@ -63,16 +63,20 @@ fn spawn_redis(args: &[String], port: u16) -> Child {
 }
 
 impl RedisServer {
-    /// Plain TCP on a free loopback port.
-    pub fn start() -> RedisServer {
-        let port = free_port();
-        let args = vec!["--port".to_owned(), port.to_string()];
+    fn launch(scheme: &str, port: u16, args: &[&str]) -> RedisServer {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
         RedisServer {
             child: spawn_redis(&args, port),
             port,
             args,
-            url: format!("redis://127.0.0.1:{port}/"),
+            url: format!("{scheme}://127.0.0.1:{port}/"),
         }
+    }
+
+    /// Plain TCP on a free loopback port.
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        Self::launch("redis", port, &["--port", &port.to_string()])
     }
 
     /// Plain TCP, every write on disk before Redis answers it (an
@@ -81,51 +85,24 @@ impl RedisServer {
     pub fn start_persistent() -> RedisServer {
         let port = free_port();
         let dir = temp_dir().to_str().unwrap().to_owned();
-        let args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--dir",
-            &dir,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        RedisServer {
-            child: spawn_redis(&args, port),
-            port,
-            args,
-            url: format!("redis://127.0.0.1:{port}/"),
-        }
+        let args = ["--port", &port.to_string(), "--appendonly", "yes"];
+        let fsync = ["--appendfsync", "always", "--dir", &dir];
+        Self::launch("redis", port, &[&args[..], &fsync[..]].concat())
     }
 
     /// TLS only (`rediss://`), with this certificate and key (PEM files).
     pub fn start_tls(cert: &str, key: &str) -> RedisServer {
         let port = free_port();
-        let args: Vec<String> = [
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
+        let tls = ["--port", "0", "--tls-port", &port.to_string()];
+        let files = [
             "--tls-cert-file",
             cert,
             "--tls-key-file",
             key,
             "--tls-auth-clients",
             "no",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        RedisServer {
-            child: spawn_redis(&args, port),
-            port,
-            args,
-            url: format!("rediss://127.0.0.1:{port}/"),
-        }
+        ];
+        Self::launch("rediss", port, &[&tls[..], &files[..]].concat())
     }
 
     /// Kills it (SIGKILL: what it held is gone) and starts it again on the
