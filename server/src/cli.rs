@@ -402,8 +402,8 @@ pub struct LimitArgs {
     pub header_read_timeout: u64,
 
     /// A request not answered this many seconds after its headers arrived
-    /// (a body sent slowly, say) is answered 503 unavailable. Keep it above
-    /// the longest refresh (see docs/deploy.md).
+    /// (a body sent slowly, say) is answered 503 unavailable; a rotation it
+    /// started still completes (see docs/deploy.md).
     #[arg(
         long,
         env = "CAPTURE_SESSION_REQUEST_TIMEOUT",
