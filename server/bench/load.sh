@@ -3,6 +3,10 @@
 # memory store and Redis, token and code mode, against the standalone simulator.
 # Every refresh mints a new token upstream (--reuse-window 0), unless REUSE_WINDOW=SECONDS
 # lets refreshes hand back the fresh token (no upstream call: the server's own cost).
+# The servers run with --simulate (plain-HTTP cookies on loopback, Redis values unencrypted;
+# both are development switches) against the standalone simulator, without the per-address
+# rate limit (every request comes from one address) or the per-user session bound (the
+# sessions are one user's). `npm run bench` (bench/server.mjs) measures more, encryption too.
 # Usage: server/bench/load.sh [SECONDS] [CONNECTIONS] [SESSIONS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -38,7 +42,8 @@ for store in memory redis; do
   store_url=memory; [ "$store" = redis ] && store_url="redis://127.0.0.1:$redis_port/"
   RUST_LOG="${SERVER_LOG:-warn}" NO_COLOR=1 "$bin" --listen "127.0.0.1:$port" --capture-url "$sim" \
     --issuer-client-id capture-session-server --issuer-client-secret simulator-secret \
-    --store "$store_url" --insecure-localhost-cookies --reuse-window "${REUSE_WINDOW:-0}" >"$work/server-$store.log" 2>&1 &
+    --store "$store_url" --reuse-window "${REUSE_WINDOW:-0}" \
+    --simulate --rate-limit-per-second 0 --max-sessions-per-user 0 >"$work/server-$store.log" 2>&1 &
   server_pid=$!; pids+=($server_pid)
   wait_port "$port"
   for mode in token code; do
