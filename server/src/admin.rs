@@ -307,10 +307,15 @@ pub async fn loopback_host_only(
     {
         next.run(request).await
     } else {
-        (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({"error": "forbidden", "message": "admin routes answer only on a loopback Host"})),
-        )
-            .into_response()
+        forbidden("admin routes answer only on a loopback Host")
     }
+}
+
+/// The `403` of an admin route's guard: `{"error": "forbidden", "message": ...}`.
+pub fn forbidden(message: &'static str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(serde_json::json!({"error": "forbidden", "message": message})),
+    )
+        .into_response()
 }

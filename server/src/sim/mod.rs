@@ -16,11 +16,10 @@ mod state;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 
 pub use faults::Fault;
 pub use state::{SimConfig, Simulator};
@@ -105,13 +104,8 @@ async fn require_admin_secret(
     if crate::secret::equal_in_constant_time(given, sim.admin_secret().as_bytes()) {
         next.run(request).await
     } else {
-        (
-            StatusCode::FORBIDDEN,
-            Json(serde_json::json!({
-                "error": "forbidden",
-                "message": "the simulator's admin routes need the X-Sim-Admin-Secret header (--sim-admin-secret)"
-            })),
+        crate::admin::forbidden(
+            "the simulator's admin routes need the X-Sim-Admin-Secret header (--sim-admin-secret)",
         )
-            .into_response()
     }
 }
